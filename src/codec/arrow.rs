@@ -1,0 +1,345 @@
+//! Typed labels ↔ Arrow record batches, reading columns by name and logical
+//! type so that files from pyarrow or any other writer are accepted.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BinaryBuilder, FixedSizeListBuilder, Float32Builder, ListBuilder, UInt32Builder,
+};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, UInt32Type};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::DataType;
+
+use crate::codec::{ClassLabel, DepthMap, Detections, Label, SegMap};
+use crate::error::{Error, Location, Result};
+use crate::format::{label_schema, logical_type_name, ClassEncoding, TaskDef, TaskKind};
+
+/// Finds column `name`, checks that its logical type is `want`'s, and casts it
+/// to exactly `want`. `Ok(None)` when it is absent and not `required`.
+pub fn normalize_column(
+    batch: &RecordBatch,
+    name: &str,
+    want: &DataType,
+    loc: &Location,
+    required: bool,
+) -> Result<Option<ArrayRef>> {
+    let Some(col) = batch.column_by_name(name) else {
+        if required {
+            return Err(Error::schema(
+                loc.clone(),
+                format!("missing column {name:?} (expected {})", logical_type_name(want)),
+            ));
+        }
+        return Ok(None);
+    };
+    let (have, expect) = (logical_type_name(col.data_type()), logical_type_name(want));
+    if have != expect {
+        return Err(Error::schema(
+            loc.clone(),
+            format!("column {name:?} has type {have}, expected {expect}"),
+        ));
+    }
+    if col.data_type() == want {
+        return Ok(Some(col.clone()));
+    }
+    arrow_cast::cast(col, want).map(Some).map_err(|e| Error::arrow(loc.file.clone(), e))
+}
+
+fn column(batch: &RecordBatch, task_schema: &arrow_schema::Schema, name: &str, loc: &Location, required: bool) -> Result<Option<ArrayRef>> {
+    let want = task_schema
+        .field_with_name(name)
+        .map(|f| f.data_type().clone())
+        .map_err(|e| Error::arrow(loc.file.clone(), e))?;
+    normalize_column(batch, name, &want, loc, required)
+}
+
+/// Reads the `image_id` column: Utf8, no nulls.
+pub(crate) fn image_ids(batch: &RecordBatch, loc: &Location) -> Result<StringArray> {
+    let col = normalize_column(batch, "image_id", &DataType::Utf8, loc, true)?
+        .expect("required column");
+    let ids = col.as_string::<i32>().clone();
+    if let Some(row) = (0..ids.len()).find(|&i| ids.is_null(i)) {
+        return Err(Error::value(loc.at(row, None), "image_id is null"));
+    }
+    Ok(ids)
+}
+
+/// Decodes a label file's batch into image ids and labels (None for null
+/// rows). Checks column types and row structure; values are checked by
+/// [`Label::validate`]. `row_offset` is the batch's first row in the file.
+pub fn batch_to_labels(
+    task: &TaskDef,
+    batch: &RecordBatch,
+    loc: &Location,
+    row_offset: usize,
+) -> Result<(Vec<String>, Vec<Option<Label>>)> {
+    let schema = label_schema(task, true);
+    let ids_arr = image_ids(batch, loc)?;
+    let ids: Vec<String> = ids_arr.iter().map(|s| s.unwrap_or_default().to_owned()).collect();
+    let n = batch.num_rows();
+    let at = |i: usize| loc.at(row_offset + i, Some(&ids[i]));
+    let partial = |i: usize, what: &str| Error::value(at(i), format!("row is partly null: {what}"));
+    let mut labels = Vec::with_capacity(n);
+    match &task.kind {
+        TaskKind::Classification { encoding: ClassEncoding::Topk, .. } => {
+            let classes = column(batch, &schema, "classes", loc, true)?.expect("required");
+            let probs = column(batch, &schema, "probs", loc, true)?.expect("required");
+            let (classes, probs) = (classes.as_list::<i32>(), probs.as_list::<i32>());
+            for i in 0..n {
+                match (classes.is_null(i), probs.is_null(i)) {
+                    (true, true) => labels.push(None),
+                    (false, false) => {
+                        let c = classes.value(i);
+                        let p = probs.value(i);
+                        let c = c.as_primitive::<UInt32Type>();
+                        let p = p.as_primitive::<Float32Type>();
+                        if c.null_count() > 0 || p.null_count() > 0 {
+                            return Err(Error::value(at(i), "null inside classes or probs"));
+                        }
+                        labels.push(Some(Label::Classification(ClassLabel::TopK {
+                            classes: c.values().to_vec(),
+                            probs: p.values().to_vec(),
+                        })))
+                    }
+                    _ => return Err(partial(i, "one of classes and probs is null")),
+                }
+            }
+        }
+        TaskKind::Classification { encoding: ClassEncoding::Dense, .. } => {
+            let probs = column(batch, &schema, "probs", loc, true)?.expect("required");
+            let probs = probs.as_fixed_size_list();
+            for i in 0..n {
+                if probs.is_null(i) {
+                    labels.push(None);
+                    continue;
+                }
+                let p = probs.value(i);
+                let p = p.as_primitive::<Float32Type>();
+                if p.null_count() > 0 {
+                    return Err(Error::value(at(i), "null inside probs"));
+                }
+                labels.push(Some(Label::Classification(ClassLabel::Dense(p.values().to_vec()))));
+            }
+        }
+        TaskKind::Detection { .. } => {
+            let boxes = column(batch, &schema, "boxes", loc, true)?.expect("required");
+            let classes = column(batch, &schema, "classes", loc, true)?.expect("required");
+            let scores = column(batch, &schema, "scores", loc, true)?.expect("required");
+            let (boxes, classes, scores) = (boxes.as_list::<i32>(), classes.as_list::<i32>(), scores.as_list::<i32>());
+            for i in 0..n {
+                let nulls = [boxes.is_null(i), classes.is_null(i), scores.is_null(i)];
+                if nulls.iter().all(|x| *x) {
+                    labels.push(None);
+                    continue;
+                }
+                if nulls.iter().any(|x| *x) {
+                    return Err(partial(i, "some of boxes, classes and scores are null"));
+                }
+                let b = boxes.value(i);
+                let b = b.as_fixed_size_list();
+                let flat = b.values().as_primitive::<Float32Type>();
+                let c = classes.value(i);
+                let c = c.as_primitive::<UInt32Type>();
+                let s = scores.value(i);
+                let s = s.as_primitive::<Float32Type>();
+                if b.null_count() > 0 || flat.null_count() > 0 || c.null_count() > 0 || s.null_count() > 0 {
+                    return Err(Error::value(at(i), "null inside boxes, classes or scores"));
+                }
+                // A sliced fixed-size list slices its child too: box j is values[4j..4j+4].
+                let vals = &flat.values()[..];
+                let boxes_v: Vec<[f32; 4]> = vals
+                    .chunks_exact(4)
+                    .take(b.len())
+                    .map(|q| [q[0], q[1], q[2], q[3]])
+                    .collect();
+                labels.push(Some(Label::Detection(Detections {
+                    boxes: boxes_v,
+                    classes: c.values().to_vec(),
+                    scores: s.values().to_vec(),
+                })));
+            }
+        }
+        TaskKind::Segmentation { .. } => {
+            let mask = column(batch, &schema, "mask", loc, true)?.expect("required");
+            let h = column(batch, &schema, "mask_height", loc, true)?.expect("required");
+            let w = column(batch, &schema, "mask_width", loc, true)?.expect("required");
+            let conf = column(batch, &schema, "confidence", loc, false)?;
+            let (mask, h, w) = (mask.as_binary::<i32>(), h.as_primitive::<UInt32Type>(), w.as_primitive::<UInt32Type>());
+            let conf = conf.as_ref().map(|c| c.as_binary::<i32>());
+            for i in 0..n {
+                if mask.is_null(i) {
+                    labels.push(None);
+                    continue;
+                }
+                if h.is_null(i) || w.is_null(i) {
+                    return Err(partial(i, "mask is set but mask_height or mask_width is null"));
+                }
+                let confidence = conf.filter(|c| !c.is_null(i)).map(|c| c.value(i).to_vec());
+                labels.push(Some(Label::Segmentation(SegMap {
+                    height: h.value(i),
+                    width: w.value(i),
+                    mask: mask.value(i).to_vec(),
+                    confidence,
+                })));
+            }
+        }
+        TaskKind::Depth { .. } => {
+            let depth = column(batch, &schema, "depth", loc, true)?.expect("required");
+            let h = column(batch, &schema, "depth_height", loc, true)?.expect("required");
+            let w = column(batch, &schema, "depth_width", loc, true)?.expect("required");
+            let (depth, h, w) = (depth.as_binary::<i32>(), h.as_primitive::<UInt32Type>(), w.as_primitive::<UInt32Type>());
+            for i in 0..n {
+                if depth.is_null(i) {
+                    labels.push(None);
+                    continue;
+                }
+                if h.is_null(i) || w.is_null(i) {
+                    return Err(partial(i, "depth is set but depth_height or depth_width is null"));
+                }
+                labels.push(Some(Label::Depth(DepthMap {
+                    height: h.value(i),
+                    width: w.value(i),
+                    depth: depth.value(i).to_vec(),
+                })));
+            }
+        }
+    }
+    Ok((ids, labels))
+}
+
+/// Builds a label file's record batch from image ids and (validated)
+/// labels. Segmentation batches carry a `confidence` column when
+/// `with_conf` is set (null where a map has none).
+pub fn labels_to_batch(task: &TaskDef, ids: &[String], labels: &[Option<Label>], with_conf: bool) -> Result<RecordBatch> {
+    let schema = Arc::new(label_schema(task, with_conf));
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(ids))];
+    let n = labels.len();
+    let mismatch = |i: usize| Error::value(Location::file("label writer").at(i, ids.get(i).map(|s| s.as_str())), format!("label kind does not match task {:?}", task.name));
+    match &task.kind {
+        TaskKind::Classification { encoding: ClassEncoding::Topk, .. } => {
+            let mut c = ListBuilder::with_capacity(UInt32Builder::new(), n);
+            let mut p = ListBuilder::with_capacity(Float32Builder::new(), n);
+            for (i, l) in labels.iter().enumerate() {
+                match l {
+                    None => {
+                        c.append_null();
+                        p.append_null();
+                    }
+                    Some(Label::Classification(ClassLabel::TopK { classes, probs })) => {
+                        c.values().append_slice(classes);
+                        c.append(true);
+                        p.values().append_slice(probs);
+                        p.append(true);
+                    }
+                    _ => return Err(mismatch(i)),
+                }
+            }
+            cols.push(Arc::new(c.finish()));
+            cols.push(Arc::new(p.finish()));
+        }
+        TaskKind::Classification { encoding: ClassEncoding::Dense, num_classes, .. } => {
+            let k = *num_classes as usize;
+            let mut p = FixedSizeListBuilder::with_capacity(Float32Builder::with_capacity(n * k), k as i32, n);
+            for (i, l) in labels.iter().enumerate() {
+                match l {
+                    None => {
+                        p.values().append_nulls(k);
+                        p.append(false);
+                    }
+                    Some(Label::Classification(ClassLabel::Dense(probs))) if probs.len() == k => {
+                        p.values().append_slice(probs);
+                        p.append(true);
+                    }
+                    _ => return Err(mismatch(i)),
+                }
+            }
+            cols.push(Arc::new(p.finish()));
+        }
+        TaskKind::Detection { .. } => {
+            let mut b = ListBuilder::new(FixedSizeListBuilder::new(Float32Builder::new(), 4));
+            let mut c = ListBuilder::new(UInt32Builder::new());
+            let mut s = ListBuilder::new(Float32Builder::new());
+            for (i, l) in labels.iter().enumerate() {
+                match l {
+                    None => {
+                        b.append_null();
+                        c.append_null();
+                        s.append_null();
+                    }
+                    Some(Label::Detection(d)) => {
+                        for bx in &d.boxes {
+                            b.values().values().append_slice(bx);
+                            b.values().append(true);
+                        }
+                        b.append(true);
+                        c.values().append_slice(&d.classes);
+                        c.append(true);
+                        s.values().append_slice(&d.scores);
+                        s.append(true);
+                    }
+                    _ => return Err(mismatch(i)),
+                }
+            }
+            cols.push(Arc::new(b.finish()));
+            cols.push(Arc::new(c.finish()));
+            cols.push(Arc::new(s.finish()));
+        }
+        TaskKind::Segmentation { .. } => {
+            let bytes: usize = labels.iter().map(|l| match l { Some(Label::Segmentation(m)) => m.mask.len(), _ => 0 }).sum();
+            let mut m = BinaryBuilder::with_capacity(n, bytes);
+            let mut h = UInt32Builder::with_capacity(n);
+            let mut w = UInt32Builder::with_capacity(n);
+            let mut conf = BinaryBuilder::new();
+            for (i, l) in labels.iter().enumerate() {
+                match l {
+                    None => {
+                        m.append_null();
+                        h.append_null();
+                        w.append_null();
+                        conf.append_null();
+                    }
+                    Some(Label::Segmentation(s)) => {
+                        m.append_value(&s.mask);
+                        h.append_value(s.height);
+                        w.append_value(s.width);
+                        conf.append_option(s.confidence.as_ref());
+                    }
+                    _ => return Err(mismatch(i)),
+                }
+            }
+            cols.push(Arc::new(m.finish()));
+            cols.push(Arc::new(h.finish()));
+            cols.push(Arc::new(w.finish()));
+            if with_conf {
+                cols.push(Arc::new(conf.finish()));
+            }
+        }
+        TaskKind::Depth { .. } => {
+            let bytes: usize = labels.iter().map(|l| match l { Some(Label::Depth(d)) => d.depth.len(), _ => 0 }).sum();
+            let mut d = BinaryBuilder::with_capacity(n, bytes);
+            let mut h = UInt32Builder::with_capacity(n);
+            let mut w = UInt32Builder::with_capacity(n);
+            for (i, l) in labels.iter().enumerate() {
+                match l {
+                    None => {
+                        d.append_null();
+                        h.append_null();
+                        w.append_null();
+                    }
+                    Some(Label::Depth(x)) => {
+                        d.append_value(&x.depth);
+                        h.append_value(x.height);
+                        w.append_value(x.width);
+                    }
+                    _ => return Err(mismatch(i)),
+                }
+            }
+            cols.push(Arc::new(d.finish()));
+            cols.push(Arc::new(h.finish()));
+            cols.push(Arc::new(w.finish()));
+        }
+    }
+    RecordBatch::try_new(schema, cols).map_err(|e| Error::arrow("label writer", e))
+}
+

@@ -1,0 +1,12 @@
+//! Pure, I/O-free conversions between bytes, typed labels and Arrow arrays:
+//! image header sniffing, mask/depth/confidence maps, and the label ↔
+//! record-batch mapping with the value checks every writer and reader shares.
+
+mod arrow;
+mod image;
+mod label;
+
+pub(crate) use self::arrow::image_ids;
+pub use self::arrow::{batch_to_labels, labels_to_batch, normalize_column};
+pub use self::image::{sniff_image, ImageKind};
+pub use self::label::{ClassLabel, DepthMap, Detections, Label, SegMap};

@@ -1,0 +1,188 @@
+//! Reading aligned files: row group g of image shard k together with row
+//! group g of any set of tasks, with column projection, as typed records.
+
+use std::collections::BTreeMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::ProjectionMask;
+
+use crate::codec::{batch_to_labels, normalize_column, Label};
+use crate::error::{Error, Location, Result};
+use crate::store::Dataset;
+
+mod object;
+pub use object::{StoreReader, FOOTER_HINT};
+
+/// One row of an image shard. Columns left out by the projection are `None`
+/// (or 0 for the sizes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRecord {
+    /// The image id.
+    pub image_id: String,
+    /// The source corpus.
+    pub source: Option<String>,
+    /// The encoded image, when embedded.
+    pub image: Option<Bytes>,
+    /// Where the image lives, when not embedded.
+    pub uri: Option<String>,
+    /// Pixel width.
+    pub width: u32,
+    /// Pixel height.
+    pub height: u32,
+}
+
+/// Row group `row_group` of an image shard with the same row group of each requested task.
+#[derive(Debug, Clone)]
+pub struct RowGroupData {
+    /// Image shard id.
+    pub shard: u64,
+    /// Row group index.
+    pub row_group: usize,
+    /// Index in the shard of this group's first row.
+    pub first_row: u64,
+    /// The images.
+    pub images: Vec<ImageRecord>,
+    /// Per task, one label per image (`None`: no label).
+    pub labels: BTreeMap<String, Vec<Option<Label>>>,
+}
+
+/// Image shard columns, all of them.
+pub const IMAGE_COLUMNS: &[&str] = &["image_id", "source", "image", "uri", "width", "height"];
+
+impl Dataset {
+    /// Reads row groups of a data file (all when `row_groups` is `None`),
+    /// keeping only the named top-level columns (all when `None`).
+    pub async fn read_batches(
+        &self,
+        rel: &str,
+        size: Option<u64>,
+        row_groups: Option<Vec<usize>>,
+        columns: Option<&[&str]>,
+    ) -> Result<Vec<RecordBatch>> {
+        let reader = StoreReader::new(self.store.clone(), self.object_path(rel), size);
+        let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| Error::parquet(rel, e))?;
+        let mut builder = builder.with_batch_size(1 << 20);
+        if let Some(cols) = columns {
+            let fields = builder.schema().fields();
+            let idx: Vec<usize> = fields
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| cols.contains(&f.name().as_str()))
+                .map(|(i, _)| i)
+                .collect();
+            let mask = ProjectionMask::roots(builder.parquet_schema(), idx);
+            builder = builder.with_projection(mask);
+        }
+        if let Some(groups) = row_groups {
+            let have = builder.metadata().num_row_groups();
+            if let Some(g) = groups.iter().find(|g| **g >= have) {
+                return Err(Error::value(Location::file(rel), format!("row group {g} does not exist (file has {have})")));
+            }
+            builder = builder.with_row_groups(groups);
+        }
+        let stream = builder.build().map_err(|e| Error::parquet(rel, e))?;
+        stream.try_collect().await.map_err(|e| Error::parquet(rel, e))
+    }
+
+    /// The image ids of shard `shard`, in order.
+    pub async fn read_image_ids(&self, shard: u64) -> Result<Vec<String>> {
+        let a = self.snapshot.shard(shard)?.clone();
+        let batches = self.read_batches(&a.path, Some(a.bytes), None, Some(&["image_id"])).await?;
+        let loc = Location::file(&a.path);
+        let mut ids = Vec::with_capacity(a.rows as usize);
+        for b in &batches {
+            let col = crate::codec::image_ids(b, &loc)?;
+            ids.extend(col.iter().map(|s| s.unwrap_or_default().to_owned()));
+        }
+        Ok(ids)
+    }
+
+    /// Reads row group `row_group` of image shard `shard` and of each task in
+    /// `tasks`, keeping the image columns in `image_columns` (all when `None`;
+    /// `image_id` always). Labels are checked to be aligned with the images.
+    pub async fn read_row_group(
+        &self,
+        shard: u64,
+        row_group: usize,
+        tasks: &[&str],
+        image_columns: Option<&[&str]>,
+    ) -> Result<RowGroupData> {
+        let a = self.snapshot.shard(shard)?.clone();
+        let first_row = a.row_groups.iter().take(row_group).sum();
+        let mut cols: Vec<&str> = image_columns.unwrap_or(IMAGE_COLUMNS).to_vec();
+        if !cols.contains(&"image_id") {
+            cols.push("image_id");
+        }
+        let batches = self.read_batches(&a.path, Some(a.bytes), Some(vec![row_group]), Some(&cols)).await?;
+        let images = image_records(&batches, &Location::file(&a.path))?;
+        let mut labels = BTreeMap::new();
+        for &task_name in tasks {
+            let task = self.snapshot.task(task_name)?.clone();
+            let Some(l) = self.snapshot.labels.get(&(task_name.to_owned(), shard)).cloned() else {
+                labels.insert(task_name.to_owned(), vec![None; images.len()]);
+                continue;
+            };
+            let batches = self.read_batches(&l.path, Some(l.bytes), Some(vec![row_group]), None).await?;
+            let loc = Location::file(&l.path);
+            let mut ids = Vec::new();
+            let mut values = Vec::new();
+            let mut offset = first_row as usize;
+            for b in &batches {
+                let (i, v) = batch_to_labels(&task, b, &loc, offset)?;
+                offset += b.num_rows();
+                ids.extend(i);
+                values.extend(v);
+            }
+            if let Some(row) = (0..ids.len().max(images.len())).find(|&r| ids.get(r) != images.get(r).map(|i| &i.image_id)) {
+                return Err(Error::Misaligned {
+                    location: loc.at(first_row as usize + row, ids.get(row).map(|s| s.as_str())),
+                    shard,
+                    reason: format!(
+                        "row group {row_group}: image shard has {:?} here",
+                        images.get(row).map(|i| i.image_id.as_str())
+                    ),
+                });
+            }
+            labels.insert(task_name.to_owned(), values);
+        }
+        Ok(RowGroupData { shard, row_group, first_row, images, labels })
+    }
+}
+
+fn image_records(batches: &[RecordBatch], loc: &Location) -> Result<Vec<ImageRecord>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let ids = crate::codec::image_ids(b, loc)?;
+        let source = normalize_column(b, "source", &DataType::Utf8, loc, false)?;
+        let image = normalize_column(b, "image", &DataType::Binary, loc, false)?;
+        let uri = normalize_column(b, "uri", &DataType::Utf8, loc, false)?;
+        let width = normalize_column(b, "width", &DataType::UInt32, loc, false)?;
+        let height = normalize_column(b, "height", &DataType::UInt32, loc, false)?;
+        for i in 0..b.num_rows() {
+            let s = |c: &Option<arrow_array::ArrayRef>| {
+                c.as_ref().filter(|c| !c.is_null(i)).map(|c| c.as_string::<i32>().value(i).to_owned())
+            };
+            let n = |c: &Option<arrow_array::ArrayRef>| {
+                c.as_ref().filter(|c| !c.is_null(i)).map_or(0, |c| c.as_primitive::<UInt32Type>().value(i))
+            };
+            out.push(ImageRecord {
+                image_id: ids.value(i).to_owned(),
+                source: s(&source),
+                image: image
+                    .as_ref()
+                    .filter(|c| !c.is_null(i))
+                    .map(|c| Bytes::copy_from_slice(c.as_binary::<i32>().value(i))),
+                uri: s(&uri),
+                width: n(&width),
+                height: n(&height),
+            });
+        }
+    }
+    Ok(out)
+}

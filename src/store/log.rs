@@ -1,0 +1,80 @@
+//! Reading the log: listing commit files after a version and fetching them.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::error::{Error, Result};
+use crate::format::Commit;
+use crate::store::layout;
+
+/// Versions of the log files after `after` (all when `None`), sorted, found
+/// with one listing from an offset.
+pub async fn list_versions_after(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    after: Option<u64>,
+) -> Result<Vec<u64>> {
+    let dir = layout::join(root, layout::LOG_DIR);
+    let listing = match after {
+        Some(v) => store.list_with_offset(Some(&dir), &layout::join(root, &layout::log_file(v))),
+        None => store.list(Some(&dir)),
+    };
+    let metas: Vec<_> = listing.try_collect().await?;
+    let mut versions: Vec<u64> = metas
+        .iter()
+        .filter_map(|m| layout::version_of(m.location.as_ref(), ".json"))
+        .filter(|v| after.is_none_or(|a| *v > a))
+        .collect();
+    versions.sort_unstable();
+    Ok(versions)
+}
+
+/// Reads commit `version`; `Ok(None)` when it does not exist.
+pub async fn read_commit(store: &Arc<dyn ObjectStore>, root: &Path, version: u64) -> Result<Option<Commit>> {
+    let rel = layout::log_file(version);
+    let bytes = match store.get(&layout::join(root, &rel)).await {
+        Ok(r) => r.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let commit = Commit::from_slice(&bytes, &rel)?;
+    if commit.version != version {
+        return Err(Error::CorruptLog {
+            file: rel,
+            reason: format!("file says version {}", commit.version),
+        });
+    }
+    Ok(Some(commit))
+}
+
+/// Reads the given versions, several requests at a time, in order.
+pub async fn read_commits(store: &Arc<dyn ObjectStore>, root: &Path, versions: &[u64]) -> Result<Vec<Commit>> {
+    futures::stream::iter(versions.iter().copied())
+        .map(|v| async move {
+            read_commit(store, root, v).await?.ok_or_else(|| Error::CorruptLog {
+                file: layout::log_file(v),
+                reason: "listed but could not be read".into(),
+            })
+        })
+        .buffered(16)
+        .try_collect()
+        .await
+}
+
+/// Checks that `versions` continue `from` without a gap.
+pub fn check_contiguous(from: Option<u64>, versions: &[u64]) -> Result<()> {
+    let mut expect = from.map_or(0, |v| v + 1);
+    for &v in versions {
+        if v != expect {
+            return Err(Error::CorruptLog {
+                file: layout::log_file(expect),
+                reason: format!("missing: the log jumps to version {v}"),
+            });
+        }
+        expect += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! The store: dataset URL → object store, the commit log, checkpoints and
+//! the snapshot of a version. Opening reads the newest checkpoint and the
+//! log files after it; it never lists data files.
+
+pub mod checkpoint;
+mod commit;
+pub mod layout;
+pub mod log;
+mod snapshot;
+mod url;
+
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+pub use commit::Transaction;
+pub use snapshot::{check_protocol, Snapshot};
+pub use url::{open_location, Location};
+
+use crate::error::{Error, Result};
+use crate::format::{Action, Commit, DatasetInfo, Protocol, TaskDef};
+
+/// How a [`Dataset`] commits.
+#[derive(Debug, Clone)]
+pub struct DatasetOptions {
+    /// Write a checkpoint every this many versions (0: never). Default 100.
+    pub checkpoint_interval: u64,
+    /// Give up committing after this many lost races. Default 500.
+    pub max_commit_attempts: u32,
+    /// The `writer` field of commits.
+    pub writer: String,
+}
+
+impl Default for DatasetOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: 100,
+            max_commit_attempts: 500,
+            writer: format!("must-ds {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+impl DatasetOptions {
+    /// Sets the checkpoint interval.
+    pub fn with_checkpoint_interval(mut self, every: u64) -> Self {
+        self.checkpoint_interval = every;
+        self
+    }
+}
+
+/// An opened dataset at one version. Clone it freely: clones share the store.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) root: Path,
+    pub(crate) url: String,
+    pub(crate) snapshot: Snapshot,
+    pub(crate) options: DatasetOptions,
+}
+
+impl Dataset {
+    /// Creates a dataset at `url` (commit 0: protocol and dataset info).
+    pub async fn init(url: &str, info: DatasetInfo) -> Result<Dataset> {
+        Self::init_with(url, info, DatasetOptions::default()).await
+    }
+
+    /// [`Dataset::init`] with options.
+    pub async fn init_with(url: &str, info: DatasetInfo, options: DatasetOptions) -> Result<Dataset> {
+        let loc = open_location(url, true)?;
+        let commit = Commit {
+            version: 0,
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            operation: "init".into(),
+            writer: options.writer.clone(),
+            actions: vec![Action::Protocol(Protocol::default()), Action::Dataset(info)],
+        };
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        let path = layout::join(&loc.root, &layout::log_file(0));
+        match loc.store.put_opts(&path, PutPayload::from(commit.to_bytes()), opts).await {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(Error::DatasetExists { url: loc.url })
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let mut snapshot = Snapshot::default();
+        snapshot.apply(&commit, &layout::log_file(0))?;
+        Ok(Dataset { store: loc.store, root: loc.root, url: loc.url, snapshot, options })
+    }
+
+    /// Opens the latest version at `url`.
+    pub async fn open(url: &str) -> Result<Dataset> {
+        Self::open_with(url, None, DatasetOptions::default()).await
+    }
+
+    /// Opens `version` at `url`.
+    pub async fn open_at(url: &str, version: u64) -> Result<Dataset> {
+        Self::open_with(url, Some(version), DatasetOptions::default()).await
+    }
+
+    /// Opens `version` (latest when `None`) with options.
+    pub async fn open_with(url: &str, version: Option<u64>, options: DatasetOptions) -> Result<Dataset> {
+        let loc = open_location(url, false)?;
+        Self::open_location(loc, version, options).await
+    }
+
+    /// Opens a dataset in an already built object store (wrappers, tests).
+    pub async fn open_location(loc: Location, version: Option<u64>, options: DatasetOptions) -> Result<Dataset> {
+        let snapshot = match version {
+            None => load_latest(&loc).await?,
+            Some(v) => load_version(&loc, v).await?,
+        };
+        Ok(Dataset { store: loc.store, root: loc.root, url: loc.url, snapshot, options })
+    }
+
+    /// Brings this handle to the newest version (reads only new log files).
+    pub async fn refresh(&mut self) -> Result<()> {
+        let from = self.snapshot.version;
+        let versions = log::list_versions_after(&self.store, &self.root, Some(from)).await?;
+        log::check_contiguous(Some(from), &versions)?;
+        for commit in log::read_commits(&self.store, &self.root, &versions).await? {
+            let file = layout::log_file(commit.version);
+            self.snapshot.apply(&commit, &file)?;
+        }
+        Ok(())
+    }
+
+    /// The state at this handle's version.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// This handle's version.
+    pub fn version(&self) -> u64 {
+        self.snapshot.version
+    }
+
+    /// The dataset URL (no credentials).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The object store and root prefix, for readers.
+    pub fn store(&self) -> (&Arc<dyn ObjectStore>, &Path) {
+        (&self.store, &self.root)
+    }
+
+    /// The object path of a dataset-relative path.
+    pub fn object_path(&self, rel: &str) -> Path {
+        layout::join(&self.root, rel)
+    }
+
+    /// Defines a task (a no-op when the same definition is there).
+    pub async fn define_task(&mut self, task: TaskDef) -> Result<Commit> {
+        task.validate()?;
+        self.commit(commit::define_task_txn(task)).await
+    }
+
+    /// Uploads a new data file under a fresh name; never overwrites.
+    pub async fn put_data_file(&self, rel: &str, bytes: bytes::Bytes) -> Result<()> {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        self.store.put_opts(&self.object_path(rel), PutPayload::from(bytes), opts).await?;
+        Ok(())
+    }
+
+    /// Reads a whole data file.
+    pub async fn get_file(&self, rel: &str) -> Result<bytes::Bytes> {
+        Ok(self.store.get(&self.object_path(rel)).await?.bytes().await?)
+    }
+
+    /// Every commit from 0 to this handle's version, in order.
+    pub async fn history(&self) -> Result<Vec<Commit>> {
+        let versions: Vec<u64> = (0..=self.snapshot.version).collect();
+        log::read_commits(&self.store, &self.root, &versions).await
+    }
+}
+
+async fn load_latest(loc: &Location) -> Result<Snapshot> {
+    let hinted = match checkpoint::read_hint(&loc.store, &loc.root).await {
+        Ok(Some(v)) => Some(v),
+        // No or unreadable hint: one listing finds the newest checkpoint.
+        _ => checkpoint::list(&loc.store, &loc.root).await?.last().copied(),
+    };
+    let mut snap = match hinted {
+        Some(v) => checkpoint::read(&loc.store, &loc.root, v).await?,
+        None => None,
+    };
+    let after = snap.as_ref().map(|s| s.version);
+    let versions = log::list_versions_after(&loc.store, &loc.root, after).await?;
+    if after.is_none() && versions.first() != Some(&0) {
+        return Err(Error::NotADataset { url: loc.url.clone() });
+    }
+    log::check_contiguous(after, &versions)?;
+    let mut state = snap.take().unwrap_or_default();
+    for commit in log::read_commits(&loc.store, &loc.root, &versions).await? {
+        state.apply(&commit, &layout::log_file(commit.version))?;
+    }
+    Ok(state)
+}
+
+async fn load_version(loc: &Location, version: u64) -> Result<Snapshot> {
+    let base = checkpoint::list(&loc.store, &loc.root).await?.into_iter().rfind(|v| *v <= version);
+    let (mut state, start) = match base {
+        Some(v) => match checkpoint::read(&loc.store, &loc.root, v).await? {
+            Some(s) => (s, v + 1),
+            None => (Snapshot::default(), 0),
+        },
+        None => (Snapshot::default(), 0),
+    };
+    for v in start..=version {
+        let Some(commit) = log::read_commit(&loc.store, &loc.root, v).await? else {
+            if v == 0 {
+                return Err(Error::NotADataset { url: loc.url.clone() });
+            }
+            let latest = log::list_versions_after(&loc.store, &loc.root, None).await?.last().copied().unwrap_or(0);
+            return Err(Error::NoSuchVersion { version, latest });
+        };
+        state.apply(&commit, &layout::log_file(v))?;
+    }
+    Ok(state)
+}

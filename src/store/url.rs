@@ -1,0 +1,107 @@
+//! Dataset URL or path → object store and root prefix. Cloud stores take
+//! their credentials from the usual environment variables; the URL shown to
+//! users never carries secrets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+use crate::error::{Error, Result};
+
+/// An opened location: the store, the root prefix inside it, and a display URL.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The object store.
+    pub store: Arc<dyn ObjectStore>,
+    /// The dataset root inside the store.
+    pub root: Path,
+    /// The URL as shown to users (no credentials).
+    pub url: String,
+}
+
+fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    STORES.get_or_init(Default::default)
+}
+
+/// Opens `url`: a plain path, `file://`, `memory://NAME` (one in-process
+/// store per NAME, shared by every open), `s3://`, `gs://` or `az://`.
+/// With `create`, a missing local folder is created.
+pub fn open_location(url: &str, create: bool) -> Result<Location> {
+    let invalid = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+    if let Some(name) = url.strip_prefix("memory://") {
+        let (bucket, prefix) = name.split_once('/').unwrap_or((name, ""));
+        let mut stores = memory_stores().lock().unwrap_or_else(|e| e.into_inner());
+        let store = stores.entry(bucket.to_owned()).or_default().clone();
+        return Ok(Location { store, root: Path::from(prefix), url: url.to_owned() });
+    }
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    match scheme {
+        None | Some("file") => {
+            let local = match scheme {
+                Some(_) => url::Url::parse(url)
+                    .ok()
+                    .and_then(|u| u.to_file_path().ok())
+                    .ok_or_else(|| invalid("not a valid file:// URL".into()))?,
+                None => std::path::PathBuf::from(url),
+            };
+            if create {
+                std::fs::create_dir_all(&local).map_err(|e| Error::io(local.display().to_string(), e))?;
+            }
+            let abs = std::path::absolute(&local).map_err(|e| Error::io(url, e))?;
+            if !abs.is_dir() {
+                return Err(Error::NotADataset { url: abs.display().to_string() });
+            }
+            let store = LocalFileSystem::new_with_prefix(&abs)
+                .map_err(|e| invalid(e.to_string()))?
+                .with_automatic_cleanup(false);
+            Ok(Location { store: Arc::new(store), root: Path::default(), url: abs.display().to_string() })
+        }
+        Some(s) => cloud(url, s).map_err(|e| match e {
+            Error::InvalidUrl { .. } => e,
+            other => invalid(other.to_string()),
+        }),
+    }
+}
+
+#[cfg(feature = "cloud")]
+fn cloud(url: &str, scheme: &str) -> Result<Location> {
+    let invalid = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+    let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    let store: Arc<dyn ObjectStore> = match scheme {
+        "s3" | "s3a" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(url)
+                .build()
+                .map_err(|e| invalid(e.to_string()))?,
+        ),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(url)
+                .build()
+                .map_err(|e| invalid(e.to_string()))?,
+        ),
+        "az" | "abfs" | "abfss" => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(url)
+                .build()
+                .map_err(|e| invalid(e.to_string()))?,
+        ),
+        other => return Err(invalid(format!("unsupported scheme {other:?}"))),
+    };
+    let root = Path::from(parsed.path().trim_start_matches('/'));
+    let shown = format!("{scheme}://{}{}", parsed.host_str().unwrap_or_default(), parsed.path());
+    Ok(Location { store, root, url: shown.trim_end_matches('/').to_owned() })
+}
+
+#[cfg(not(feature = "cloud"))]
+fn cloud(url: &str, scheme: &str) -> Result<Location> {
+    Err(Error::InvalidUrl {
+        url: url.to_owned(),
+        reason: format!("{scheme}:// needs the `cloud` feature of must-ds"),
+    })
+}

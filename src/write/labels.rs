@@ -1,0 +1,131 @@
+//! The label writer a teacher calls: typed labels for the image ids of one
+//! shard in, one aligned Parquet file out (same ids, order and row groups).
+
+use std::collections::HashMap;
+
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+
+use crate::codec::{labels_to_batch, Label, SegMap};
+use crate::error::{Error, Location, Result};
+use crate::format::{label_schema, TaskDef, META_TASK};
+use crate::store::Dataset;
+use crate::write::{base_properties, blob_column, EncodedFile};
+
+/// Collects the labels of one task for one image shard. Rows never set are
+/// written as null ("no label").
+#[derive(Debug, Clone)]
+pub struct LabelWriter {
+    task: TaskDef,
+    shard: u64,
+    ids: Vec<String>,
+    row_groups: Vec<u64>,
+    index: HashMap<String, usize>,
+    labels: Vec<Option<Label>>,
+}
+
+impl LabelWriter {
+    /// A writer for the given shard layout: its image ids in order and its row group sizes.
+    pub fn new(task: TaskDef, shard: u64, ids: Vec<String>, row_groups: Vec<u64>) -> Result<Self> {
+        task.validate()?;
+        if row_groups.iter().sum::<u64>() != ids.len() as u64 {
+            return Err(Error::value(
+                Location::file(format!("image shard {shard}")),
+                format!("row groups {row_groups:?} do not add up to {} ids", ids.len()),
+            ));
+        }
+        let index = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
+        let labels = vec![None; ids.len()];
+        Ok(Self { task, shard, ids, row_groups, index, labels })
+    }
+
+    /// A writer for image shard `shard` of `ds`, reading its image ids.
+    pub async fn for_shard(ds: &Dataset, task: &str, shard: u64) -> Result<Self> {
+        let def = ds.snapshot().task(task)?.clone();
+        let groups = ds.snapshot().shard(shard)?.row_groups.clone();
+        let ids = ds.read_image_ids(shard).await?;
+        Self::new(def, shard, ids, groups)
+    }
+
+    /// The image ids of the shard, in order.
+    pub fn image_ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// The task.
+    pub fn task(&self) -> &TaskDef {
+        &self.task
+    }
+
+    /// The image shard id.
+    pub fn shard(&self) -> u64 {
+        self.shard
+    }
+
+    fn location(&self, row: usize) -> Location {
+        Location::file(format!("labels of task {:?} for image shard {}", self.task.name, self.shard))
+            .at(row, self.ids.get(row).map(|s| s.as_str()))
+    }
+
+    /// Sets the label of row `row` after checking every value.
+    pub fn set_row(&mut self, row: usize, label: Label) -> Result<()> {
+        if row >= self.ids.len() {
+            return Err(Error::value(self.location(row), format!("the shard has {} rows", self.ids.len())));
+        }
+        label.validate(&self.task, &self.location(row))?;
+        self.labels[row] = Some(label);
+        Ok(())
+    }
+
+    /// Sets the label of `image_id` after checking every value.
+    pub fn set(&mut self, image_id: &str, label: Label) -> Result<()> {
+        let row = *self.index.get(image_id).ok_or_else(|| {
+            Error::value(
+                Location { image_id: Some(image_id.to_owned()), ..self.location(0) }.clone_without_row(),
+                format!("image_id is not in image shard {}", self.shard),
+            )
+        })?;
+        self.set_row(row, label)
+    }
+
+    /// Writes the file: one row group per row group of the shard.
+    pub fn finish(self) -> Result<EncodedFile> {
+        let file = format!("labels of task {:?} for image shard {}", self.task.name, self.shard);
+        let with_conf = self
+            .labels
+            .iter()
+            .any(|l| matches!(l, Some(Label::Segmentation(SegMap { confidence: Some(_), .. }))));
+        let schema = std::sync::Arc::new(label_schema(&self.task, with_conf));
+        let mut props = base_properties("labels", vec![KeyValue::new(META_TASK.into(), self.task.to_json())]);
+        for blob in ["mask", "depth", "confidence"] {
+            if schema.field_with_name(blob).is_ok() {
+                props = blob_column(props, blob, Compression::ZSTD(ZstdLevel::default()));
+            }
+        }
+        let mut writer =
+            ArrowWriter::try_new(Vec::new(), schema, Some(props.build())).map_err(|e| Error::parquet(&file, e))?;
+        let mut start = 0usize;
+        for &n in &self.row_groups {
+            let end = start + n as usize;
+            let batch = labels_to_batch(&self.task, &self.ids[start..end], &self.labels[start..end], with_conf)?;
+            writer.write(&batch).map_err(|e| Error::parquet(&file, e))?;
+            writer.flush().map_err(|e| Error::parquet(&file, e))?;
+            start = end;
+        }
+        let bytes = writer.into_inner().map_err(|e| Error::parquet(&file, e))?;
+        Ok(EncodedFile {
+            bytes: bytes.into(),
+            rows: self.ids.len() as u64,
+            row_groups: self.row_groups,
+            sources: Default::default(),
+            labeled: self.labels.iter().filter(|l| l.is_some()).count() as u64,
+        })
+    }
+}
+
+impl Location {
+    fn clone_without_row(&self) -> Location {
+        Location { row: None, ..self.clone() }
+    }
+}

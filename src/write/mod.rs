@@ -1,0 +1,134 @@
+//! Writers: image shards from encoded images, aligned label files from typed
+//! labels, and the checks that admit a label file made by any other tool.
+//! Files are built in memory, uploaded under fresh names, then committed.
+
+mod check;
+mod images;
+mod labels;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
+
+pub use check::{check_label_file, LabelFileReport};
+pub use images::{ImageShardOptions, ImageShardWriter};
+pub use labels::LabelWriter;
+
+use crate::error::Result;
+use crate::format::{AddImages, AddLabels};
+use crate::store::{layout, Dataset, Transaction};
+
+/// A finished Parquet file, ready to upload.
+#[derive(Debug, Clone)]
+pub struct EncodedFile {
+    /// The file's bytes.
+    pub bytes: Bytes,
+    /// Rows.
+    pub rows: u64,
+    /// Rows per row group.
+    pub row_groups: Vec<u64>,
+    /// Rows per source (image shards).
+    pub sources: BTreeMap<String, u64>,
+    /// Non-null label rows (label files).
+    pub labeled: u64,
+}
+
+impl EncodedFile {
+    /// `crc32c:…` of the bytes.
+    pub fn checksum(&self) -> String {
+        crate::format::checksum_of(&self.bytes)
+    }
+}
+
+/// Small write batches keep pages of large blobs small (huge pages have
+/// broken readers), and ZSTD everywhere except where set otherwise.
+pub(crate) fn base_properties(table: &str, extra: Vec<KeyValue>) -> WriterPropertiesBuilder {
+    let mut kv = vec![
+        KeyValue::new(crate::format::META_FORMAT_VERSION.into(), crate::format::FORMAT_VERSION.to_owned()),
+        KeyValue::new(crate::format::META_TABLE.into(), table.to_owned()),
+    ];
+    kv.extend(extra);
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_write_batch_size(64)
+        // Row groups are cut by the writers, to the byte budget or the shard's layout.
+        .set_max_row_group_row_count(None)
+        .set_max_row_group_bytes(None)
+        .set_key_value_metadata(Some(kv))
+}
+
+/// Blob settings: no dictionary, no statistics, given compression.
+pub(crate) fn blob_column(b: WriterPropertiesBuilder, name: &str, compression: Compression) -> WriterPropertiesBuilder {
+    let col = ColumnPath::from(name);
+    b.set_column_compression(col.clone(), compression)
+        .set_column_dictionary_enabled(col.clone(), false)
+        .set_column_statistics_enabled(col.clone(), EnabledStatistics::None)
+        .set_column_write_page_header_statistics(col, false)
+}
+
+impl Dataset {
+    /// Uploads an image shard and commits it; returns the action with its assigned shard id.
+    pub async fn add_image_shard(&mut self, file: EncodedFile) -> Result<AddImages> {
+        let path = layout::new_image_file();
+        let action = AddImages {
+            shard: 0,
+            path: path.clone(),
+            rows: file.rows,
+            bytes: file.bytes.len() as u64,
+            checksum: file.checksum(),
+            row_groups: file.row_groups.clone(),
+            sources: file.sources.clone(),
+        };
+        self.put_data_file(&path, file.bytes).await?;
+        let commit = self
+            .commit(Transaction::new("ingest").with(crate::format::Action::AddImages(action)))
+            .await?;
+        commit
+            .actions
+            .into_iter()
+            .find_map(|a| match a {
+                crate::format::Action::AddImages(a) => Some(a),
+                _ => None,
+            })
+            .ok_or_else(|| unreachable_commit())
+    }
+
+    /// Uploads a label file of `task` for image shard `shard` and commits it.
+    /// The file must already be checked (as [`LabelWriter`] and
+    /// [`check_label_file`] do).
+    pub async fn add_label_file(&mut self, task: &str, shard: u64, file: EncodedFile, replace: bool) -> Result<AddLabels> {
+        self.snapshot.task(task)?;
+        self.snapshot.shard(shard)?;
+        let path = layout::new_label_file(task);
+        let action = AddLabels {
+            task: task.to_owned(),
+            shard,
+            path: path.clone(),
+            rows: file.rows,
+            bytes: file.bytes.len() as u64,
+            checksum: file.checksum(),
+            labeled: file.labeled,
+            replace,
+        };
+        self.put_data_file(&path, file.bytes).await?;
+        let commit = self
+            .commit(Transaction::new("add-labels").with(crate::format::Action::AddLabels(action)))
+            .await?;
+        commit
+            .actions
+            .into_iter()
+            .find_map(|a| match a {
+                crate::format::Action::AddLabels(a) => Some(a),
+                _ => None,
+            })
+            .ok_or_else(|| unreachable_commit())
+    }
+}
+
+fn unreachable_commit() -> crate::Error {
+    crate::Error::Conflict { version: 0, reason: "the commit lost its own action".into() }
+}
