@@ -10,3 +10,5 @@ pub use error::{Error, Result};
 pub use store::{Dataset, DatasetOptions, Snapshot, Transaction};
 pub mod read;
 pub mod write;
+pub mod ingest;
+pub mod cli;

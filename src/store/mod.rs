@@ -152,10 +152,15 @@ impl Dataset {
         layout::join(&self.root, rel)
     }
 
-    /// Defines a task (a no-op when the same definition is there).
-    pub async fn define_task(&mut self, task: TaskDef) -> Result<Commit> {
+    /// Defines a task. `Ok(None)` when the same definition is already there;
+    /// a different one is a [`Error::Conflict`].
+    pub async fn define_task(&mut self, task: TaskDef) -> Result<Option<Commit>> {
         task.validate()?;
-        self.commit(commit::define_task_txn(task)).await
+        self.refresh().await?;
+        if self.snapshot.tasks.get(&task.name) == Some(&task) {
+            return Ok(None);
+        }
+        self.commit(commit::define_task_txn(task)).await.map(Some)
     }
 
     /// Uploads a new data file under a fresh name; never overwrites.

@@ -1,0 +1,323 @@
+//! `must-ds demo`: the whole flow on a local folder. Crops and flips of the
+//! bundled public-domain photos are ingested as image shards, then four
+//! demonstration teachers (plain image statistics, not models) label them.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use image::{imageops, RgbImage};
+use rand::{Rng, SeedableRng};
+
+use crate::codec::{ClassLabel, DepthMap, Detections, Label, SegMap};
+use crate::format::{ClassEncoding, DatasetInfo, DepthRepresentation, MaskDtype, TaskDef, TaskKind, Teacher};
+use crate::ingest::{ingest, InputData, InputImage, IngestOptions};
+use crate::store::Dataset;
+use crate::write::LabelWriter;
+
+/// The bundled photos (see data/photos/LICENSE.md).
+pub const PHOTOS: &[(&str, &[u8])] = &[
+    ("astronaut", include_bytes!("../../data/photos/astronaut.jpg")),
+    ("chelsea", include_bytes!("../../data/photos/chelsea.jpg")),
+    ("coffee", include_bytes!("../../data/photos/coffee.jpg")),
+    ("hubble_deep_field", include_bytes!("../../data/photos/hubble_deep_field.jpg")),
+    ("ihc", include_bytes!("../../data/photos/ihc.jpg")),
+    ("retina", include_bytes!("../../data/photos/retina.jpg")),
+    ("rocket", include_bytes!("../../data/photos/rocket.jpg")),
+];
+
+const VARIANTS: usize = 48;
+const HUES: [&str; 8] = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "gray"];
+
+fn teacher(name: &str, what: &str) -> Option<Teacher> {
+    let mut params = serde_json::Map::new();
+    params.insert("demonstration".into(), serde_json::Value::Bool(true));
+    params.insert("method".into(), serde_json::Value::String(what.into()));
+    Some(Teacher::Model { name: name.into(), checkpoint: None, params })
+}
+
+/// The four demo task definitions.
+pub fn demo_tasks() -> Vec<TaskDef> {
+    vec![
+        TaskDef {
+            name: "scene-color".into(),
+            kind: TaskKind::Classification {
+                num_classes: 8,
+                class_names: Some(HUES.iter().map(|s| s.to_string()).collect()),
+                encoding: ClassEncoding::Topk,
+                multi_label: false,
+            },
+            teacher: teacher("demo-hue-histogram", "top-3 of the hue histogram"),
+        },
+        TaskDef {
+            name: "bright-regions".into(),
+            kind: TaskKind::Detection {
+                num_classes: 2,
+                class_names: Some(vec!["bright".into(), "dark".into()]),
+                min_score_written: 0.2,
+            },
+            teacher: teacher("demo-contrast-blobs", "connected grid cells far from the mean luminance"),
+        },
+        TaskDef {
+            name: "luma-bands".into(),
+            kind: TaskKind::Segmentation {
+                num_classes: 4,
+                class_names: Some(vec!["dark".into(), "shadow".into(), "midtone".into(), "highlight".into()]),
+                dtype: MaskDtype::U8,
+                ignore_index: 255,
+            },
+            teacher: teacher("demo-luma-quantizer", "luminance quartiles at 1/4 resolution"),
+        },
+        TaskDef {
+            name: "vertical-depth".into(),
+            kind: TaskKind::Depth { representation: DepthRepresentation::InverseRelative, unit: None },
+            teacher: teacher("demo-vertical-prior", "lower is nearer, at 1/8 resolution"),
+        },
+    ]
+}
+
+/// Makes `VARIANTS` crops and flips of each bundled photo, as JPEG bytes.
+pub fn demo_images(per_photo: usize) -> anyhow::Result<Vec<InputImage>> {
+    let mut out = Vec::new();
+    for (p, (name, bytes)) in PHOTOS.iter().enumerate() {
+        let photo = image::load_from_memory(bytes).with_context(|| format!("decoding bundled photo {name}"))?.to_rgb8();
+        let (w, h) = photo.dimensions();
+        for v in 0..per_photo {
+            let mut rng = rand::rngs::StdRng::seed_from_u64((p * 1000 + v) as u64);
+            let scale: f32 = if v == 0 { 1.0 } else { rng.random_range(0.45..1.0) };
+            let aspect: f32 = rng.random_range(0.75..1.33);
+            let cw = ((w as f32 * scale * aspect.sqrt()).min(w as f32) as u32).max(16);
+            let ch = ((h as f32 * scale / aspect.sqrt()).min(h as f32) as u32).max(16);
+            let x = rng.random_range(0..=(w - cw));
+            let y = rng.random_range(0..=(h - ch));
+            let mut img = imageops::crop_imm(&photo, x, y, cw, ch).to_image();
+            if v % 2 == 1 {
+                img = imageops::flip_horizontal(&img);
+            }
+            let longest = cw.max(ch);
+            if longest > 480 {
+                let f = 480.0 / longest as f32;
+                img = imageops::resize(&img, ((cw as f32 * f) as u32).max(1), ((ch as f32 * f) as u32).max(1), imageops::FilterType::Triangle);
+            }
+            let mut jpeg = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 88).encode_image(&img)?;
+            out.push(InputImage { image_id: format!("demo/{name}_{v:03}.jpg"), data: InputData::Bytes(jpeg.into()) });
+        }
+    }
+    Ok(out)
+}
+
+fn luma(p: &image::Rgb<u8>) -> f32 {
+    (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32) / 255.0
+}
+
+/// Demonstration classifier: the top 3 of a hue histogram (gray for unsaturated pixels).
+pub fn hue_teacher(img: &RgbImage) -> Label {
+    let mut hist = [0f32; 8];
+    for p in img.pixels().step_by(3) {
+        let [r, g, b] = [p[0] as f32 / 255.0, p[1] as f32 / 255.0, p[2] as f32 / 255.0];
+        let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+        if max - min < 0.12 {
+            hist[7] += 1.0;
+            continue;
+        }
+        let d = max - min;
+        let hue = if max == r { ((g - b) / d).rem_euclid(6.0) } else if max == g { (b - r) / d + 2.0 } else { (r - g) / d + 4.0 } * 60.0;
+        let bin = match hue as u32 {
+            0..=14 | 345..=360 => 0,
+            15..=44 => 1,
+            45..=69 => 2,
+            70..=159 => 3,
+            160..=199 => 4,
+            200..=259 => 5,
+            _ => 6,
+        };
+        hist[bin] += 1.0;
+    }
+    let total: f32 = hist.iter().sum::<f32>().max(1.0);
+    let probs: Vec<f32> = hist.iter().map(|h| h / total).collect();
+    Label::Classification(ClassLabel::top_k(&probs, 3))
+}
+
+/// Demonstration detector: 8×8 grid cells whose mean luminance is far from
+/// the image mean, merged into connected blobs; one box per blob.
+pub fn blob_teacher(img: &RgbImage, min_score: f32) -> Label {
+    const G: usize = 8;
+    let (w, h) = img.dimensions();
+    let mut cell = [[0f32; G]; G];
+    let mut count = [[0f32; G]; G];
+    for (x, y, p) in img.enumerate_pixels().step_by(2) {
+        let (cx, cy) = ((x as usize * G) / w as usize, (y as usize * G) / h as usize);
+        cell[cy][cx] += luma(p);
+        count[cy][cx] += 1.0;
+    }
+    let means: Vec<f32> = (0..G * G).map(|i| cell[i / G][i % G] / count[i / G][i % G].max(1.0)).collect();
+    let mean = means.iter().sum::<f32>() / means.len() as f32;
+    let sd = (means.iter().map(|m| (m - mean).powi(2)).sum::<f32>() / means.len() as f32).sqrt().max(0.02);
+    let class_of = |i: usize| -> Option<u32> {
+        let z = (means[i] - mean) / sd;
+        if z > 1.0 { Some(0) } else if z < -1.0 { Some(1) } else { None }
+    };
+    let mut seen = [false; G * G];
+    let mut det = Detections::default();
+    for start in 0..G * G {
+        let Some(class) = class_of(start) else { continue };
+        if seen[start] {
+            continue;
+        }
+        let (mut x0, mut y0, mut x1, mut y1, mut zsum, mut n) = (G, G, 0, 0, 0f32, 0f32);
+        let mut stack = vec![start];
+        seen[start] = true;
+        while let Some(i) = stack.pop() {
+            let (cx, cy) = (i % G, i / G);
+            (x0, y0, x1, y1) = (x0.min(cx), y0.min(cy), x1.max(cx + 1), y1.max(cy + 1));
+            zsum += ((means[i] - mean) / sd).abs();
+            n += 1.0;
+            let neighbors = [(cx.wrapping_sub(1), cy), (cx + 1, cy), (cx, cy.wrapping_sub(1)), (cx, cy + 1)];
+            for (nx, ny) in neighbors {
+                if nx < G && ny < G {
+                    let j = ny * G + nx;
+                    if !seen[j] && class_of(j) == Some(class) {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        let score = (zsum / n / 3.0).clamp(0.0, 1.0);
+        if score < min_score {
+            continue;
+        }
+        let sx = w as f32 / G as f32;
+        let sy = h as f32 / G as f32;
+        det.boxes.push([x0 as f32 * sx, y0 as f32 * sy, x1 as f32 * sx, y1 as f32 * sy]);
+        det.classes.push(class);
+        det.scores.push(score);
+    }
+    // Highest score first, as detectors emit them.
+    let mut order: Vec<usize> = (0..det.scores.len()).collect();
+    order.sort_by(|&a, &b| det.scores[b].total_cmp(&det.scores[a]));
+    Label::Detection(Detections {
+        boxes: order.iter().map(|&i| det.boxes[i]).collect(),
+        classes: order.iter().map(|&i| det.classes[i]).collect(),
+        scores: order.iter().map(|&i| det.scores[i]).collect(),
+    })
+}
+
+/// Demonstration segmenter: luminance quartile bands at 1/4 resolution, with
+/// a confidence that falls near band edges.
+pub fn luma_teacher(img: &RgbImage) -> Label {
+    let small = imageops::resize(img, (img.width() / 4).max(1), (img.height() / 4).max(1), imageops::FilterType::Triangle);
+    let (w, h) = small.dimensions();
+    let mut mask = Vec::with_capacity((w * h) as usize);
+    let mut conf = Vec::with_capacity((w * h) as usize);
+    for p in small.pixels() {
+        let l = luma(p);
+        let band = ((l * 4.0) as u8).min(3);
+        let edge = (l * 4.0 - (band as f32 + 0.5)).abs() * 2.0;
+        mask.push(band);
+        conf.push(1.0 - 0.5 * edge);
+    }
+    Label::Segmentation(SegMap::from_u8(h, w, mask).with_confidence_probs(&conf))
+}
+
+/// Demonstration depth: inverse depth grows toward the bottom of the frame,
+/// modulated by luminance, at 1/8 resolution.
+pub fn depth_teacher(img: &RgbImage) -> Label {
+    let small = imageops::resize(img, (img.width() / 8).max(1), (img.height() / 8).max(1), imageops::FilterType::Triangle);
+    let (w, h) = small.dimensions();
+    let values: Vec<f32> = small
+        .enumerate_pixels()
+        .map(|(_, y, p)| (0.2 + 0.8 * (y as f32 + 0.5) / h as f32) * (0.8 + 0.2 * luma(p)))
+        .collect();
+    Label::Depth(DepthMap::from_f32(h, w, &values))
+}
+
+/// Labels image shard `shard` of `ds` for the four demo tasks and commits the files.
+pub async fn label_shard(ds: &Dataset, shard: u64) -> anyhow::Result<()> {
+    let tasks = demo_tasks();
+    let mut writers = Vec::new();
+    for t in &tasks {
+        writers.push(LabelWriter::for_shard(ds, &t.name, shard).await?);
+    }
+    let groups = ds.snapshot().shard(shard)?.row_groups.len();
+    for g in 0..groups {
+        let rg = ds.read_row_group(shard, g, &[], Some(&["image_id", "image"])).await?;
+        let labeled: Vec<(String, [Label; 4])> = tokio::task::block_in_place(|| {
+            rg.images
+                .iter()
+                .map(|rec| {
+                    let bytes = rec.image.as_ref().with_context(|| format!("{}: no embedded image", rec.image_id))?;
+                    let img = image::load_from_memory(bytes).with_context(|| format!("decoding {}", rec.image_id))?.to_rgb8();
+                    Ok((rec.image_id.clone(), [hue_teacher(&img), blob_teacher(&img, 0.2), luma_teacher(&img), depth_teacher(&img)]))
+                })
+                .collect::<anyhow::Result<_>>()
+        })?;
+        for (id, labels) in labeled {
+            for (w, l) in writers.iter_mut().zip(labels) {
+                w.set(&id, l)?;
+            }
+        }
+    }
+    let mut ds = ds.clone();
+    for w in writers {
+        let task = w.task().name.clone();
+        let file = tokio::task::block_in_place(|| w.finish())?;
+        ds.add_label_file(&task, shard, file, false).await?;
+    }
+    Ok(())
+}
+
+pub(crate) fn run(dir: &Path, rt: &tokio::runtime::Runtime, out: &mut impl Write) -> anyhow::Result<()> {
+    if dir.exists() {
+        let is_demo = dir.join("_must").is_dir();
+        let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !is_demo && !empty {
+            bail!("{} exists and is not a must-ds dataset; choose another folder", dir.display());
+        }
+        if is_demo {
+            writeln!(out, "replacing the previous dataset at {}", dir.display())?;
+            std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+    }
+    let url = dir.to_string_lossy().to_string();
+    let mut ds = rt.block_on(Dataset::init(&url, DatasetInfo {
+        name: "must-demo".into(),
+        description: "crops and flips of public-domain photos, labeled by demonstration teachers".into(),
+    }))?;
+    for t in demo_tasks() {
+        rt.block_on(ds.define_task(t))?;
+    }
+    let inputs = demo_images(VARIANTS)?;
+    writeln!(out, "ingesting {} demo images made from {} bundled photos", inputs.len(), PHOTOS.len())?;
+    let mut opts = IngestOptions::new("demo");
+    opts.shard.shard_rows = 96;
+    opts.shard.row_group_rows = 32;
+    let report = ingest(rt.handle(), &ds, inputs, &opts, None)?;
+    writeln!(out, "  {} images in {} image shards ({:.1} MiB)", report.images, report.shards.len(), report.image_bytes as f64 / 1048576.0)?;
+    writeln!(
+        out,
+        "labeling with 4 DEMONSTRATION teachers: simple image statistics (hue histogram, contrast blobs,\n  luminance bands, a vertical depth prior), not models; the labels show the format, not accuracy"
+    )?;
+    rt.block_on(ds.refresh())?;
+    let shards: Vec<u64> = ds.snapshot().images.keys().copied().collect();
+    let ds = Arc::new(ds);
+    rt.block_on(async {
+        let jobs: Vec<_> = shards
+            .iter()
+            .map(|&s| {
+                let ds = ds.clone();
+                tokio::spawn(async move { label_shard(&ds, s).await })
+            })
+            .collect();
+        for j in jobs {
+            j.await.context("a labeling job failed")??;
+        }
+        anyhow::Ok(())
+    })?;
+    let ds = rt.block_on(Dataset::open(&url))?;
+    writeln!(out, "\n$ must-ds inspect {}", dir.display())?;
+    super::inspect::print_summary(&super::inspect::summarize(ds.url(), ds.snapshot()), out)?;
+    Ok(())
+}

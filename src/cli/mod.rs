@@ -1,0 +1,263 @@
+//! `must-ds` subcommands. `anyhow` and exit codes live only here.
+
+mod demo;
+mod inspect;
+mod task;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use crate::format::DatasetInfo;
+use crate::ingest::{collect_inputs, ingest, IngestOptions};
+use crate::store::Dataset;
+use crate::write::check_label_file;
+
+const ABOUT: &str = "must-ds: the pseudo-label store of multi-task self-training.
+
+Teachers (classification, detection, segmentation, depth) label an image
+corpus; must-ds stores images and labels as aligned Parquet shards under a
+commit log, on a local folder or an object store (s3://, gs://, az://).
+
+Start with `must-ds demo`, then `must-ds inspect must-demo`.";
+
+/// The command line.
+#[derive(Parser, Debug)]
+#[command(name = "must-ds", version, about = ABOUT, long_about = ABOUT)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create an empty dataset.
+    ///
+    /// Example: must-ds init /data/corpus --name jft-mini
+    Init {
+        /// Dataset root: a folder, file://, s3://bucket/prefix, gs://, az://.
+        root: String,
+        /// Dataset name (default: the folder name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Free-text description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Define tasks.
+    Task {
+        #[command(subcommand)]
+        command: task::TaskCommand,
+    },
+    /// Add images from a folder or a list of paths, as image shards.
+    ///
+    /// Example: must-ds ingest /data/corpus --from ./photos --source jft --workers 8
+    Ingest {
+        /// Dataset root.
+        root: String,
+        /// A folder (walked recursively) or a text file with one path per line.
+        #[arg(long)]
+        from: PathBuf,
+        /// Source corpus name stored with every image, e.g. jft, imagenet-train.
+        #[arg(long)]
+        source: String,
+        /// Parallel workers (default: number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Fail if any file is not a readable image, before committing anything.
+        #[arg(long)]
+        strict: bool,
+        /// Start a new shard past this many MiB of images.
+        #[arg(long, default_value_t = 512)]
+        shard_mb: usize,
+        /// Close a row group past this many MiB of images.
+        #[arg(long, default_value_t = 64)]
+        row_group_mb: usize,
+        /// Close a row group past this many rows.
+        #[arg(long, default_value_t = 4096)]
+        row_group_rows: usize,
+        /// Start a new shard past this many rows.
+        #[arg(long, default_value_t = 100_000)]
+        shard_rows: usize,
+    },
+    /// Check a label file made by any tool and commit it for one image shard.
+    ///
+    /// The file must hold exactly the shard's image ids, in order, with the
+    /// same row groups, and columns of the task's kind (see schemas/).
+    ///
+    /// Example: must-ds add-labels /data/corpus --task det --shard 3 det-3.parquet
+    AddLabels {
+        /// Dataset root.
+        root: String,
+        /// Task name.
+        #[arg(long)]
+        task: String,
+        /// Image shard id.
+        #[arg(long)]
+        shard: u64,
+        /// The label file (Parquet).
+        file: PathBuf,
+        /// Replace labels the shard already has for this task.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Summarize a dataset (tasks, shards, coverage) or one lone Parquet file.
+    ///
+    /// Example: must-ds inspect /data/corpus --json
+    Inspect {
+        /// Dataset root, or a .parquet file of a dataset.
+        target: String,
+        /// Open this version instead of the latest.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Print JSON for machines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the commit history.
+    ///
+    /// Example: must-ds log /data/corpus
+    Log {
+        /// Dataset root.
+        root: String,
+        /// Print JSON lines (one commit per line).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a demo dataset from bundled photos with demonstration teachers.
+    ///
+    /// Example: must-ds demo ./must-demo
+    Demo {
+        /// Where to build it (a previous demo dataset there is replaced).
+        #[arg(default_value = "must-demo")]
+        dir: PathBuf,
+    },
+}
+
+/// Runs the command line; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match run(cli, &rt) {
+        Ok(()) => 0,
+        Err(e) => {
+            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+                return 0;
+            }
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            1
+        }
+    }
+}
+
+fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Init { root, name, description } => {
+            let name = name.unwrap_or_else(|| {
+                root.trim_end_matches('/').rsplit('/').next().unwrap_or("dataset").to_owned()
+            });
+            let ds = rt.block_on(Dataset::init(&root, DatasetInfo { name, description }))?;
+            writeln!(out, "created dataset {} at version 0", ds.url())?;
+        }
+        Command::Task { command } => task::run(command, rt, &mut out)?,
+        Command::Ingest { root, from, source, workers, strict, shard_mb, row_group_mb, row_group_rows, shard_rows } => {
+            let ds = rt.block_on(Dataset::open(&root))?;
+            let inputs = collect_inputs(&from, &source)?;
+            if inputs.is_empty() {
+                bail!("{}: no files to ingest", from.display());
+            }
+            let mut opts = IngestOptions::new(source);
+            if let Some(w) = workers {
+                opts.workers = w.max(1);
+            }
+            opts.strict = strict;
+            opts.shard.shard_bytes = shard_mb.max(1) << 20;
+            opts.shard.row_group_bytes = row_group_mb.max(1) << 20;
+            opts.shard.row_group_rows = row_group_rows.max(1);
+            opts.shard.shard_rows = shard_rows.max(1);
+            let bar = indicatif::ProgressBar::new(inputs.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images, {msg} [{elapsed_precise}, eta {eta}]")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let b = bar.clone();
+            let progress: crate::ingest::Progress = std::sync::Arc::new(move |n, bytes| {
+                b.set_position(n);
+                b.set_message(format!("{:.1} MiB", bytes as f64 / 1048576.0));
+            });
+            let report = ingest(rt.handle(), &ds, inputs, &opts, Some(progress))?;
+            bar.finish_and_clear();
+            writeln!(
+                out,
+                "ingested {} images ({:.1} MiB) into {} shard(s) in {:.2}s ({:.1} MiB/s)",
+                report.images,
+                report.image_bytes as f64 / 1048576.0,
+                report.shards.len(),
+                report.seconds,
+                report.image_bytes as f64 / 1048576.0 / report.seconds
+            )?;
+            for s in &report.shards {
+                writeln!(out, "  shard {}: {} rows, {} row group(s), {}", s.shard, s.rows, s.row_groups.len(), s.path)?;
+            }
+            if !report.skipped.is_empty() {
+                writeln!(out, "skipped {} file(s) that could not be read as images:", report.skipped.len())?;
+                for s in &report.skipped {
+                    writeln!(out, "  {}: {}", s.file, s.reason)?;
+                }
+            }
+        }
+        Command::AddLabels { root, task, shard, file, replace } => {
+            let mut ds = rt.block_on(Dataset::open(&root))?;
+            let def = ds.snapshot().task(&task)?.clone();
+            let image_shard = ds.snapshot().shard(shard)?.clone();
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let ids = rt.block_on(ds.read_image_ids(shard))?;
+            let name = file.display().to_string();
+            let report = check_label_file(&def, shard, &ids, &image_shard.row_groups, bytes.clone().into(), &name)?;
+            let encoded = crate::write::EncodedFile {
+                bytes: bytes.into(),
+                rows: report.rows,
+                row_groups: report.row_groups,
+                sources: Default::default(),
+                labeled: report.labeled,
+            };
+            let added = rt.block_on(ds.add_label_file(&task, shard, encoded, replace))?;
+            writeln!(
+                out,
+                "committed labels of task {task:?} for shard {shard}: {} of {} rows labeled, {} (version {})",
+                added.labeled,
+                added.rows,
+                added.path,
+                ds.version()
+            )?;
+        }
+        Command::Inspect { target, version, json } => inspect::run(&target, version, json, rt, &mut out)?,
+        Command::Log { root, json } => {
+            let ds = rt.block_on(Dataset::open(&root))?;
+            for c in rt.block_on(ds.history())? {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&c)?)?;
+                } else {
+                    writeln!(out, "version {}  {}  {}  ({})", c.version, c.timestamp, c.operation, c.writer)?;
+                    for a in &c.actions {
+                        writeln!(out, "    {}", inspect::describe_action(a))?;
+                    }
+                }
+            }
+        }
+        Command::Demo { dir } => demo::run(&dir, rt, &mut out)?,
+    }
+    Ok(())
+}

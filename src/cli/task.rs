@@ -1,0 +1,139 @@
+//! `must-ds task define`: from a JSON file or from flags.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Subcommand, ValueEnum};
+
+use crate::format::{ClassEncoding, DepthRepresentation, MaskDtype, TaskDef, TaskKind, Teacher};
+use crate::store::Dataset;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum Kind {
+    Classification,
+    Detection,
+    Segmentation,
+    Depth,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum TaskCommand {
+    /// Define a task from a JSON file (see schemas/task.schema.json) or from flags.
+    ///
+    /// Examples:
+    ///   must-ds task define /data/corpus task.json
+    ///   must-ds task define /data/corpus --name det --kind detection --num-classes 80 --teacher owl-vit --min-score 0.3
+    Define {
+        /// Dataset root.
+        root: String,
+        /// A task definition in JSON (instead of the flags below).
+        file: Option<PathBuf>,
+        /// Task name, [a-z0-9_-]{1,64}.
+        #[arg(long)]
+        name: Option<String>,
+        /// Task kind.
+        #[arg(long, value_enum)]
+        kind: Option<Kind>,
+        /// Number of classes (classification, detection, segmentation).
+        #[arg(long)]
+        num_classes: Option<u32>,
+        /// Class names, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        class_names: Option<Vec<String>>,
+        /// Classification: store the full distribution instead of the top-k.
+        #[arg(long)]
+        dense: bool,
+        /// Classification: independent per-class probabilities.
+        #[arg(long)]
+        multi_label: bool,
+        /// Detection: boxes below this score were not written.
+        #[arg(long, default_value_t = 0.0)]
+        min_score: f32,
+        /// Segmentation: store masks as u16 (more than 255 classes).
+        #[arg(long)]
+        u16: bool,
+        /// Segmentation: value of unlabeled pixels.
+        #[arg(long)]
+        ignore_index: Option<u32>,
+        /// Depth: inverse_relative, relative or metric.
+        #[arg(long, default_value = "inverse_relative")]
+        representation: String,
+        /// Depth: unit of metric depth.
+        #[arg(long)]
+        unit: Option<String>,
+        /// Teacher model name (or "ground-truth").
+        #[arg(long)]
+        teacher: Option<String>,
+        /// Teacher checkpoint (path, URL or sha256 digest).
+        #[arg(long)]
+        checkpoint: Option<String>,
+    },
+}
+
+pub(crate) fn run(cmd: TaskCommand, rt: &tokio::runtime::Runtime, out: &mut impl Write) -> anyhow::Result<()> {
+    let TaskCommand::Define {
+        root, file, name, kind, num_classes, class_names, dense, multi_label, min_score, u16,
+        ignore_index, representation, unit, teacher, checkpoint,
+    } = cmd;
+    let task = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            TaskDef::from_json(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => {
+            let (Some(name), Some(kind)) = (name, kind) else {
+                bail!("give a task JSON file, or at least --name and --kind");
+            };
+            let classes = || -> anyhow::Result<u32> {
+                num_classes
+                    .or(class_names.as_ref().map(|c| c.len() as u32))
+                    .context("--num-classes (or --class-names) is required for this kind")
+            };
+            let kind = match kind {
+                Kind::Classification => TaskKind::Classification {
+                    num_classes: classes()?,
+                    class_names: class_names.clone(),
+                    encoding: if dense { ClassEncoding::Dense } else { ClassEncoding::Topk },
+                    multi_label,
+                },
+                Kind::Detection => TaskKind::Detection {
+                    num_classes: classes()?,
+                    class_names: class_names.clone(),
+                    min_score_written: min_score,
+                },
+                Kind::Segmentation => {
+                    let dtype = if u16 { MaskDtype::U16 } else { MaskDtype::U8 };
+                    TaskKind::Segmentation {
+                        num_classes: classes()?,
+                        class_names: class_names.clone(),
+                        dtype,
+                        ignore_index: ignore_index.unwrap_or(dtype.max()),
+                    }
+                }
+                Kind::Depth => TaskKind::Depth {
+                    representation: serde_json::from_value::<DepthRepresentation>(serde_json::Value::String(representation.clone()))
+                        .with_context(|| format!("--representation {representation:?}: use inverse_relative, relative or metric"))?,
+                    unit,
+                },
+            };
+            let teacher = teacher.map(|t| {
+                if t == "ground-truth" {
+                    Teacher::ground_truth()
+                } else {
+                    Teacher::Model { name: t, checkpoint: checkpoint.clone(), params: Default::default() }
+                }
+            });
+            let task = TaskDef { name, kind, teacher };
+            task.validate()?;
+            task
+        }
+    };
+    let mut ds = rt.block_on(Dataset::open(&root))?;
+    let before = ds.version();
+    match rt.block_on(ds.define_task(task.clone()))? {
+        None => writeln!(out, "task {:?} is already defined the same way; nothing to commit", task.name)?,
+        Some(c) => writeln!(out, "defined task {:?} ({}) at version {} (was {before})", task.name, task.kind.name(), c.version)?,
+    }
+    Ok(())
+}
