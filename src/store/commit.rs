@@ -75,7 +75,7 @@ impl Transaction {
                     match snap.labels.get(&(l.task.clone(), l.shard)) {
                         Some(old) if !l.replace => {
                             return Err(conflict(format!(
-                                "task {:?} already has labels for image shard {} ({}); pass replace to relabel",
+                                "task {:?} already has labels for image shard {} ({}); use replace to relabel",
                                 l.task, l.shard, old.path
                             )))
                         }

@@ -103,6 +103,13 @@ impl Dataset {
     pub async fn add_label_file(&mut self, task: &str, shard: u64, file: EncodedFile, replace: bool) -> Result<AddLabels> {
         self.snapshot.task(task)?;
         self.snapshot.shard(shard)?;
+        if let Some(old) = self.snapshot.labels.get(&(task.to_owned(), shard)).filter(|_| !replace) {
+            // Refuse before uploading, so that a refused file leaves no orphan.
+            return Err(crate::Error::Conflict {
+                version: self.snapshot.version,
+                reason: format!("task {task:?} already has labels for image shard {shard} ({}); use replace to relabel", old.path),
+            });
+        }
         let path = layout::new_label_file(task);
         let action = AddLabels {
             task: task.to_owned(),
