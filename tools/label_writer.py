@@ -124,9 +124,11 @@ def example_labels(task, ids, sizes):
             out.append({"boxes": [[0.0, 0.0, w / 2, h / 2], [w / 4, h / 4, w - 1.0, h - 1.0]], "classes": [0, (i % n)], "scores": [0.9, 0.5]})
         elif kind == "segmentation":
             mh, mw = max(h // 8, 1), max(w // 8, 1)
-            mask = bytes((x + y) % n for y in range(mh) for x in range(mw))
+            values = [(x + y) % n for y in range(mh) for x in range(mw)]
             if task.get("dtype") == "u16":
-                mask = b"".join(struct.pack("<H", v) for v in mask)
+                mask = struct.pack(f"<{len(values)}H", *values)
+            else:
+                mask = bytes(values)
             out.append({"mask": mask, "height": mh, "width": mw, "confidence": bytes([200]) * (mh * mw)})
         else:
             dh, dw = max(h // 16, 1), max(w // 16, 1)

@@ -1,0 +1,11 @@
+//! Integration tests of must-ds, in one binary with shared helpers.
+
+mod util;
+
+mod bad_input;
+mod cli;
+mod concurrency;
+mod python;
+mod schemas;
+mod store;
+mod writers;
