@@ -21,12 +21,20 @@ pub struct Location {
 impl Location {
     /// A location naming only a file.
     pub fn file(file: impl Into<String>) -> Self {
-        Self { file: file.into(), row: None, image_id: None }
+        Self {
+            file: file.into(),
+            row: None,
+            image_id: None,
+        }
     }
 
     /// The same file, at a given row with its image id.
     pub fn at(&self, row: usize, image_id: Option<&str>) -> Self {
-        Self { file: self.file.clone(), row: Some(row), image_id: image_id.map(str::to_owned) }
+        Self {
+            file: self.file.clone(),
+            row: Some(row),
+            image_id: image_id.map(str::to_owned),
+        }
     }
 }
 
@@ -248,18 +256,33 @@ impl From<object_store::Error> for Error {
 
 impl Error {
     pub(crate) fn parquet(file: impl Into<String>, source: parquet::errors::ParquetError) -> Self {
-        Error::Parquet { file: file.into(), source }
+        Error::Parquet {
+            file: file.into(),
+            source,
+        }
     }
     pub(crate) fn arrow(file: impl Into<String>, source: arrow_schema::ArrowError) -> Self {
-        Error::Arrow { file: file.into(), source }
+        Error::Arrow {
+            file: file.into(),
+            source,
+        }
     }
     pub(crate) fn io(path: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub(crate) fn value(location: Location, reason: impl Into<String>) -> Self {
-        Error::InvalidValue { location, reason: reason.into() }
+        Error::InvalidValue {
+            location,
+            reason: reason.into(),
+        }
     }
     pub(crate) fn schema(location: Location, reason: impl Into<String>) -> Self {
-        Error::Schema { location, reason: reason.into() }
+        Error::Schema {
+            location,
+            reason: reason.into(),
+        }
     }
 }

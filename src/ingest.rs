@@ -66,15 +66,30 @@ pub fn collect_inputs(from: &Path, source: &str) -> Result<Vec<InputImage>> {
             if rel.split('/').any(|part| part.starts_with('.')) {
                 continue;
             }
-            out.push(InputImage { image_id: format!("{source}/{rel}"), data: InputData::File(entry.path().to_owned()) });
+            out.push(InputImage {
+                image_id: format!("{source}/{rel}"),
+                data: InputData::File(entry.path().to_owned()),
+            });
         }
     } else {
-        let text = std::fs::read_to_string(from).map_err(|e| Error::io(from.display().to_string(), e))?;
+        let text =
+            std::fs::read_to_string(from).map_err(|e| Error::io(from.display().to_string(), e))?;
         let base = from.parent().unwrap_or(Path::new("."));
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let p = Path::new(line);
-            let path = if p.is_absolute() { p.to_owned() } else { base.join(p) };
-            out.push(InputImage { image_id: format!("{source}/{}", line.trim_start_matches("./")), data: InputData::File(path) });
+            let path = if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            };
+            out.push(InputImage {
+                image_id: format!("{source}/{}", line.trim_start_matches("./")),
+                data: InputData::File(path),
+            });
         }
     }
     Ok(out)
@@ -144,8 +159,14 @@ pub fn ingest(
     let start = Instant::now();
     if opts.strict {
         for input in &inputs {
-            let bytes = input.read().map_err(|reason| Error::NotAnImage { file: input.name(), reason })?;
-            sniff_image(&bytes).map_err(|reason| Error::NotAnImage { file: input.name(), reason })?;
+            let bytes = input.read().map_err(|reason| Error::NotAnImage {
+                file: input.name(),
+                reason,
+            })?;
+            sniff_image(&bytes).map_err(|reason| Error::NotAnImage {
+                file: input.name(),
+                reason,
+            })?;
         }
     }
     let queue = Arc::new(Mutex::new(inputs.into_iter().collect::<VecDeque<_>>()));
@@ -156,8 +177,13 @@ pub fn ingest(
     let results: Vec<Result<()>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                let (queue, report, done, done_bytes, progress) =
-                    (queue.clone(), report.clone(), done.clone(), done_bytes.clone(), progress.clone());
+                let (queue, report, done, done_bytes, progress) = (
+                    queue.clone(),
+                    report.clone(),
+                    done.clone(),
+                    done_bytes.clone(),
+                    progress.clone(),
+                );
                 let mut ds = ds.clone();
                 scope.spawn(move || -> Result<()> {
                     let mut writer = ImageShardWriter::new(opts.shard.clone())?;
@@ -165,29 +191,47 @@ pub fn ingest(
                         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
                         let Some(input) = next else { break };
                         let added = input.read().and_then(|bytes| {
-                            writer.add_image(&input.image_id, &opts.source, &bytes).map(|_| bytes.len()).map_err(|e| match e {
-                                Error::NotAnImage { reason, .. } => reason,
-                                other => other.to_string(),
-                            })
+                            writer
+                                .add_image(&input.image_id, &opts.source, &bytes)
+                                .map(|_| bytes.len())
+                                .map_err(|e| match e {
+                                    Error::NotAnImage { reason, .. } => reason,
+                                    other => other.to_string(),
+                                })
                         });
                         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                         match added {
                             Ok(len) => {
-                                let b = done_bytes.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed) + len as u64;
+                                let b = done_bytes
+                                    .fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed)
+                                    + len as u64;
                                 if let Some(p) = &progress {
                                     p(n, b);
                                 }
                             }
                             Err(reason) => {
                                 if opts.strict {
-                                    return Err(Error::NotAnImage { file: input.name(), reason });
+                                    return Err(Error::NotAnImage {
+                                        file: input.name(),
+                                        reason,
+                                    });
                                 }
-                                report.lock().unwrap_or_else(|e| e.into_inner()).skipped.push(Skipped { file: input.name(), reason });
+                                report
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .skipped
+                                    .push(Skipped {
+                                        file: input.name(),
+                                        reason,
+                                    });
                                 continue;
                             }
                         }
                         if writer.is_full() {
-                            let full = std::mem::replace(&mut writer, ImageShardWriter::new(opts.shard.clone())?);
+                            let full = std::mem::replace(
+                                &mut writer,
+                                ImageShardWriter::new(opts.shard.clone())?,
+                            );
                             commit_shard(handle, &mut ds, full, &report)?;
                         }
                     }
@@ -198,19 +242,39 @@ pub fn ingest(
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Conflict { version: 0, reason: "an ingest worker panicked".into() }))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Conflict {
+                        version: 0,
+                        reason: "an ingest worker panicked".into(),
+                    })
+                })
+            })
+            .collect()
     });
     for r in results {
         r?;
     }
-    let mut report = Arc::try_unwrap(report).map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).unwrap_or_default();
+    let mut report = Arc::try_unwrap(report)
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .unwrap_or_default();
     report.shards.sort_by_key(|a| a.shard);
     report.skipped.sort_by(|a, b| a.file.cmp(&b.file));
-    report.seconds = start.elapsed().as_secs_f64().max(Duration::from_micros(1).as_secs_f64());
+    report.seconds = start
+        .elapsed()
+        .as_secs_f64()
+        .max(Duration::from_micros(1).as_secs_f64());
     Ok(report)
 }
 
-fn commit_shard(handle: &tokio::runtime::Handle, ds: &mut Dataset, writer: ImageShardWriter, report: &Mutex<IngestReport>) -> Result<()> {
+fn commit_shard(
+    handle: &tokio::runtime::Handle,
+    ds: &mut Dataset,
+    writer: ImageShardWriter,
+    report: &Mutex<IngestReport>,
+) -> Result<()> {
     let image_bytes = writer.image_bytes() as u64;
     let file = writer.finish()?;
     let rows = file.rows;

@@ -11,30 +11,44 @@ use image::{imageops, RgbImage};
 use rand::{Rng, SeedableRng};
 
 use crate::codec::{ClassLabel, DepthMap, Detections, Label, SegMap};
-use crate::format::{ClassEncoding, DatasetInfo, DepthRepresentation, MaskDtype, TaskDef, TaskKind, Teacher};
-use crate::ingest::{ingest, InputData, InputImage, IngestOptions};
+use crate::format::{
+    ClassEncoding, DatasetInfo, DepthRepresentation, MaskDtype, TaskDef, TaskKind, Teacher,
+};
+use crate::ingest::{ingest, IngestOptions, InputData, InputImage};
 use crate::store::Dataset;
 use crate::write::LabelWriter;
 
 /// The bundled photos (see data/photos/LICENSE.md).
 pub const PHOTOS: &[(&str, &[u8])] = &[
-    ("astronaut", include_bytes!("../../data/photos/astronaut.jpg")),
+    (
+        "astronaut",
+        include_bytes!("../../data/photos/astronaut.jpg"),
+    ),
     ("chelsea", include_bytes!("../../data/photos/chelsea.jpg")),
     ("coffee", include_bytes!("../../data/photos/coffee.jpg")),
-    ("hubble_deep_field", include_bytes!("../../data/photos/hubble_deep_field.jpg")),
+    (
+        "hubble_deep_field",
+        include_bytes!("../../data/photos/hubble_deep_field.jpg"),
+    ),
     ("ihc", include_bytes!("../../data/photos/ihc.jpg")),
     ("retina", include_bytes!("../../data/photos/retina.jpg")),
     ("rocket", include_bytes!("../../data/photos/rocket.jpg")),
 ];
 
 const VARIANTS: usize = 48;
-const HUES: [&str; 8] = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "gray"];
+const HUES: [&str; 8] = [
+    "red", "orange", "yellow", "green", "cyan", "blue", "purple", "gray",
+];
 
 fn teacher(name: &str, what: &str) -> Option<Teacher> {
     let mut params = serde_json::Map::new();
     params.insert("demonstration".into(), serde_json::Value::Bool(true));
     params.insert("method".into(), serde_json::Value::String(what.into()));
-    Some(Teacher::Model { name: name.into(), checkpoint: None, params })
+    Some(Teacher::Model {
+        name: name.into(),
+        checkpoint: None,
+        params,
+    })
 }
 
 /// The four demo task definitions.
@@ -57,21 +71,35 @@ pub fn demo_tasks() -> Vec<TaskDef> {
                 class_names: Some(vec!["bright".into(), "dark".into()]),
                 min_score_written: 0.2,
             },
-            teacher: teacher("demo-contrast-blobs", "connected grid cells far from the mean luminance"),
+            teacher: teacher(
+                "demo-contrast-blobs",
+                "connected grid cells far from the mean luminance",
+            ),
         },
         TaskDef {
             name: "luma-bands".into(),
             kind: TaskKind::Segmentation {
                 num_classes: 4,
-                class_names: Some(vec!["dark".into(), "shadow".into(), "midtone".into(), "highlight".into()]),
+                class_names: Some(vec![
+                    "dark".into(),
+                    "shadow".into(),
+                    "midtone".into(),
+                    "highlight".into(),
+                ]),
                 dtype: MaskDtype::U8,
                 ignore_index: 255,
             },
-            teacher: teacher("demo-luma-quantizer", "luminance quartiles at 1/4 resolution"),
+            teacher: teacher(
+                "demo-luma-quantizer",
+                "luminance quartiles at 1/4 resolution",
+            ),
         },
         TaskDef {
             name: "vertical-depth".into(),
-            kind: TaskKind::Depth { representation: DepthRepresentation::InverseRelative, unit: None },
+            kind: TaskKind::Depth {
+                representation: DepthRepresentation::InverseRelative,
+                unit: None,
+            },
             teacher: teacher("demo-vertical-prior", "lower is nearer, at 1/8 resolution"),
         },
     ]
@@ -81,11 +109,17 @@ pub fn demo_tasks() -> Vec<TaskDef> {
 pub fn demo_images(per_photo: usize) -> anyhow::Result<Vec<InputImage>> {
     let mut out = Vec::new();
     for (p, (name, bytes)) in PHOTOS.iter().enumerate() {
-        let photo = image::load_from_memory(bytes).with_context(|| format!("decoding bundled photo {name}"))?.to_rgb8();
+        let photo = image::load_from_memory(bytes)
+            .with_context(|| format!("decoding bundled photo {name}"))?
+            .to_rgb8();
         let (w, h) = photo.dimensions();
         for v in 0..per_photo {
             let mut rng = rand::rngs::StdRng::seed_from_u64((p * 1000 + v) as u64);
-            let scale: f32 = if v == 0 { 1.0 } else { rng.random_range(0.45..1.0) };
+            let scale: f32 = if v == 0 {
+                1.0
+            } else {
+                rng.random_range(0.45..1.0)
+            };
             let aspect: f32 = rng.random_range(0.75..1.33);
             let cw = ((w as f32 * scale * aspect.sqrt()).min(w as f32) as u32).max(16);
             let ch = ((h as f32 * scale / aspect.sqrt()).min(h as f32) as u32).max(16);
@@ -98,11 +132,19 @@ pub fn demo_images(per_photo: usize) -> anyhow::Result<Vec<InputImage>> {
             let longest = cw.max(ch);
             if longest > 480 {
                 let f = 480.0 / longest as f32;
-                img = imageops::resize(&img, ((cw as f32 * f) as u32).max(1), ((ch as f32 * f) as u32).max(1), imageops::FilterType::Triangle);
+                img = imageops::resize(
+                    &img,
+                    ((cw as f32 * f) as u32).max(1),
+                    ((ch as f32 * f) as u32).max(1),
+                    imageops::FilterType::Triangle,
+                );
             }
             let mut jpeg = Vec::new();
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 88).encode_image(&img)?;
-            out.push(InputImage { image_id: format!("demo/{name}_{v:03}.jpg"), data: InputData::Bytes(jpeg.into()) });
+            out.push(InputImage {
+                image_id: format!("demo/{name}_{v:03}.jpg"),
+                data: InputData::Bytes(jpeg.into()),
+            });
         }
     }
     Ok(out)
@@ -116,14 +158,24 @@ fn luma(p: &image::Rgb<u8>) -> f32 {
 pub fn hue_teacher(img: &RgbImage) -> Label {
     let mut hist = [0f32; 8];
     for p in img.pixels().step_by(3) {
-        let [r, g, b] = [p[0] as f32 / 255.0, p[1] as f32 / 255.0, p[2] as f32 / 255.0];
+        let [r, g, b] = [
+            p[0] as f32 / 255.0,
+            p[1] as f32 / 255.0,
+            p[2] as f32 / 255.0,
+        ];
         let (max, min) = (r.max(g).max(b), r.min(g).min(b));
         if max - min < 0.12 {
             hist[7] += 1.0;
             continue;
         }
         let d = max - min;
-        let hue = if max == r { ((g - b) / d).rem_euclid(6.0) } else if max == g { (b - r) / d + 2.0 } else { (r - g) / d + 4.0 } * 60.0;
+        let hue = if max == r {
+            ((g - b) / d).rem_euclid(6.0)
+        } else if max == g {
+            (b - r) / d + 2.0
+        } else {
+            (r - g) / d + 4.0
+        } * 60.0;
         let bin = match hue as u32 {
             0..=14 | 345..=360 => 0,
             15..=44 => 1,
@@ -152,17 +204,29 @@ pub fn blob_teacher(img: &RgbImage, min_score: f32) -> Label {
         cell[cy][cx] += luma(p);
         count[cy][cx] += 1.0;
     }
-    let means: Vec<f32> = (0..G * G).map(|i| cell[i / G][i % G] / count[i / G][i % G].max(1.0)).collect();
+    let means: Vec<f32> = (0..G * G)
+        .map(|i| cell[i / G][i % G] / count[i / G][i % G].max(1.0))
+        .collect();
     let mean = means.iter().sum::<f32>() / means.len() as f32;
-    let sd = (means.iter().map(|m| (m - mean).powi(2)).sum::<f32>() / means.len() as f32).sqrt().max(0.02);
+    let sd = (means.iter().map(|m| (m - mean).powi(2)).sum::<f32>() / means.len() as f32)
+        .sqrt()
+        .max(0.02);
     let class_of = |i: usize| -> Option<u32> {
         let z = (means[i] - mean) / sd;
-        if z > 1.0 { Some(0) } else if z < -1.0 { Some(1) } else { None }
+        if z > 1.0 {
+            Some(0)
+        } else if z < -1.0 {
+            Some(1)
+        } else {
+            None
+        }
     };
     let mut seen = [false; G * G];
     let mut det = Detections::default();
     for start in 0..G * G {
-        let Some(class) = class_of(start) else { continue };
+        let Some(class) = class_of(start) else {
+            continue;
+        };
         if seen[start] {
             continue;
         }
@@ -174,7 +238,12 @@ pub fn blob_teacher(img: &RgbImage, min_score: f32) -> Label {
             (x0, y0, x1, y1) = (x0.min(cx), y0.min(cy), x1.max(cx + 1), y1.max(cy + 1));
             zsum += ((means[i] - mean) / sd).abs();
             n += 1.0;
-            let neighbors = [(cx.wrapping_sub(1), cy), (cx + 1, cy), (cx, cy.wrapping_sub(1)), (cx, cy + 1)];
+            let neighbors = [
+                (cx.wrapping_sub(1), cy),
+                (cx + 1, cy),
+                (cx, cy.wrapping_sub(1)),
+                (cx, cy + 1),
+            ];
             for (nx, ny) in neighbors {
                 if nx < G && ny < G {
                     let j = ny * G + nx;
@@ -191,7 +260,12 @@ pub fn blob_teacher(img: &RgbImage, min_score: f32) -> Label {
         }
         let sx = w as f32 / G as f32;
         let sy = h as f32 / G as f32;
-        det.boxes.push([x0 as f32 * sx, y0 as f32 * sy, x1 as f32 * sx, y1 as f32 * sy]);
+        det.boxes.push([
+            x0 as f32 * sx,
+            y0 as f32 * sy,
+            x1 as f32 * sx,
+            y1 as f32 * sy,
+        ]);
         det.classes.push(class);
         det.scores.push(score);
     }
@@ -208,7 +282,12 @@ pub fn blob_teacher(img: &RgbImage, min_score: f32) -> Label {
 /// Demonstration segmenter: luminance quartile bands at 1/4 resolution, with
 /// a confidence that falls near band edges.
 pub fn luma_teacher(img: &RgbImage) -> Label {
-    let small = imageops::resize(img, (img.width() / 4).max(1), (img.height() / 4).max(1), imageops::FilterType::Triangle);
+    let small = imageops::resize(
+        img,
+        (img.width() / 4).max(1),
+        (img.height() / 4).max(1),
+        imageops::FilterType::Triangle,
+    );
     let (w, h) = small.dimensions();
     let mut mask = Vec::with_capacity((w * h) as usize);
     let mut conf = Vec::with_capacity((w * h) as usize);
@@ -225,7 +304,12 @@ pub fn luma_teacher(img: &RgbImage) -> Label {
 /// Demonstration depth: inverse depth grows toward the bottom of the frame,
 /// modulated by luminance, at 1/8 resolution.
 pub fn depth_teacher(img: &RgbImage) -> Label {
-    let small = imageops::resize(img, (img.width() / 8).max(1), (img.height() / 8).max(1), imageops::FilterType::Triangle);
+    let small = imageops::resize(
+        img,
+        (img.width() / 8).max(1),
+        (img.height() / 8).max(1),
+        imageops::FilterType::Triangle,
+    );
     let (w, h) = small.dimensions();
     let values: Vec<f32> = small
         .enumerate_pixels()
@@ -243,14 +327,29 @@ pub async fn label_shard(ds: &Dataset, shard: u64) -> anyhow::Result<()> {
     }
     let groups = ds.snapshot().shard(shard)?.row_groups.len();
     for g in 0..groups {
-        let rg = ds.read_row_group(shard, g, &[], Some(&["image_id", "image"])).await?;
+        let rg = ds
+            .read_row_group(shard, g, &[], Some(&["image_id", "image"]))
+            .await?;
         let labeled: Vec<(String, [Label; 4])> = tokio::task::block_in_place(|| {
             rg.images
                 .iter()
                 .map(|rec| {
-                    let bytes = rec.image.as_ref().with_context(|| format!("{}: no embedded image", rec.image_id))?;
-                    let img = image::load_from_memory(bytes).with_context(|| format!("decoding {}", rec.image_id))?.to_rgb8();
-                    Ok((rec.image_id.clone(), [hue_teacher(&img), blob_teacher(&img, 0.2), luma_teacher(&img), depth_teacher(&img)]))
+                    let bytes = rec
+                        .image
+                        .as_ref()
+                        .with_context(|| format!("{}: no embedded image", rec.image_id))?;
+                    let img = image::load_from_memory(bytes)
+                        .with_context(|| format!("decoding {}", rec.image_id))?
+                        .to_rgb8();
+                    Ok((
+                        rec.image_id.clone(),
+                        [
+                            hue_teacher(&img),
+                            blob_teacher(&img, 0.2),
+                            luma_teacher(&img),
+                            depth_teacher(&img),
+                        ],
+                    ))
                 })
                 .collect::<anyhow::Result<_>>()
         })?;
@@ -269,12 +368,21 @@ pub async fn label_shard(ds: &Dataset, shard: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn run(dir: &Path, rt: &tokio::runtime::Runtime, out: &mut impl Write) -> anyhow::Result<()> {
+pub(crate) fn run(
+    dir: &Path,
+    rt: &tokio::runtime::Runtime,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     if dir.exists() {
         let is_demo = dir.join("_must").is_dir();
-        let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let empty = std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
         if !is_demo && !empty {
-            bail!("{} exists and is not a must-ds dataset; choose another folder", dir.display());
+            bail!(
+                "{} exists and is not a must-ds dataset; choose another folder",
+                dir.display()
+            );
         }
         if is_demo {
             writeln!(out, "replacing the previous dataset at {}", dir.display())?;
@@ -282,20 +390,35 @@ pub(crate) fn run(dir: &Path, rt: &tokio::runtime::Runtime, out: &mut impl Write
         }
     }
     let url = dir.to_string_lossy().to_string();
-    let mut ds = rt.block_on(Dataset::init(&url, DatasetInfo {
-        name: "must-demo".into(),
-        description: "crops and flips of public-domain photos, labeled by demonstration teachers".into(),
-    }))?;
+    let mut ds = rt.block_on(Dataset::init(
+        &url,
+        DatasetInfo {
+            name: "must-demo".into(),
+            description:
+                "crops and flips of public-domain photos, labeled by demonstration teachers".into(),
+        },
+    ))?;
     for t in demo_tasks() {
         rt.block_on(ds.define_task(t))?;
     }
     let inputs = demo_images(VARIANTS)?;
-    writeln!(out, "ingesting {} demo images made from {} bundled photos", inputs.len(), PHOTOS.len())?;
+    writeln!(
+        out,
+        "ingesting {} demo images made from {} bundled photos",
+        inputs.len(),
+        PHOTOS.len()
+    )?;
     let mut opts = IngestOptions::new("demo");
     opts.shard.shard_rows = 96;
     opts.shard.row_group_rows = 32;
     let report = ingest(rt.handle(), &ds, inputs, &opts, None)?;
-    writeln!(out, "  {} images in {} image shards ({:.1} MiB)", report.images, report.shards.len(), report.image_bytes as f64 / 1048576.0)?;
+    writeln!(
+        out,
+        "  {} images in {} image shards ({:.1} MiB)",
+        report.images,
+        report.shards.len(),
+        report.image_bytes as f64 / 1048576.0
+    )?;
     writeln!(
         out,
         "labeling with 4 DEMONSTRATION teachers: simple image statistics (hue histogram, contrast blobs,\n  luminance bands, a vertical depth prior), not models; the labels show the format, not accuracy"

@@ -9,7 +9,9 @@ use arrow_array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
-use crate::format::{logical_type_name, Action, TaskDef, TaskKind, META_FORMAT_VERSION, META_TABLE, META_TASK};
+use crate::format::{
+    logical_type_name, Action, TaskDef, TaskKind, META_FORMAT_VERSION, META_TABLE, META_TASK,
+};
 use crate::store::{Dataset, Snapshot};
 
 /// Coverage of one task.
@@ -66,7 +68,12 @@ pub fn summarize(url: &str, snap: &Snapshot) -> DatasetSummary {
         .tasks
         .values()
         .map(|t| {
-            let files: Vec<_> = snap.labels.iter().filter(|((name, _), _)| name == &t.name).map(|(_, l)| l).collect();
+            let files: Vec<_> = snap
+                .labels
+                .iter()
+                .filter(|((name, _), _)| name == &t.name)
+                .map(|(_, l)| l)
+                .collect();
             let summary = TaskSummary {
                 definition: t.clone(),
                 shards_labeled: files.len(),
@@ -102,37 +109,78 @@ fn mib(b: u64) -> String {
 
 /// The name serde writes for a unit enum value (`topk`, `u8`, `inverse_relative`).
 fn wire<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn pct(a: u64, b: u64) -> f64 {
-    if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 }
+    if b == 0 {
+        0.0
+    } else {
+        100.0 * a as f64 / b as f64
+    }
 }
 
 fn describe_kind(t: &TaskDef) -> String {
     let classes = |n: u32| {
         let names = t.kind.class_names().map(|names| {
             let shown: Vec<&str> = names.iter().take(8).map(|s| s.as_str()).collect();
-            let more = if names.len() > 8 { format!(", … {} more", names.len() - 8) } else { String::new() };
+            let more = if names.len() > 8 {
+                format!(", … {} more", names.len() - 8)
+            } else {
+                String::new()
+            };
             format!(": {}{more}", shown.join(", "))
         });
         format!("{n} classes{}", names.unwrap_or_default())
     };
     match &t.kind {
-        TaskKind::Classification { num_classes, encoding, multi_label, .. } => format!(
+        TaskKind::Classification {
+            num_classes,
+            encoding,
+            multi_label,
+            ..
+        } => format!(
             "{}, {} encoding{}",
             classes(*num_classes),
             wire(encoding),
             if *multi_label { ", multi-label" } else { "" }
         ),
-        TaskKind::Detection { num_classes, min_score_written, .. } => {
-            format!("{}, min_score_written {min_score_written}", classes(*num_classes))
+        TaskKind::Detection {
+            num_classes,
+            min_score_written,
+            ..
+        } => {
+            format!(
+                "{}, min_score_written {min_score_written}",
+                classes(*num_classes)
+            )
         }
-        TaskKind::Segmentation { num_classes, dtype, ignore_index, .. } => {
-            format!("{}, {} masks, ignore_index {ignore_index}", classes(*num_classes), wire(dtype))
+        TaskKind::Segmentation {
+            num_classes,
+            dtype,
+            ignore_index,
+            ..
+        } => {
+            format!(
+                "{}, {} masks, ignore_index {ignore_index}",
+                classes(*num_classes),
+                wire(dtype)
+            )
         }
-        TaskKind::Depth { representation, unit } => {
-            format!("{}{}", wire(representation), unit.as_ref().map(|u| format!(" in {u}")).unwrap_or_default())
+        TaskKind::Depth {
+            representation,
+            unit,
+        } => {
+            format!(
+                "{}{}",
+                wire(representation),
+                unit.as_ref()
+                    .map(|u| format!(" in {u}"))
+                    .unwrap_or_default()
+            )
         }
     }
 }
@@ -151,13 +199,21 @@ pub fn print_summary(s: &DatasetSummary, out: &mut impl Write) -> std::io::Resul
         s.image_shards,
         s.rows,
         mib(s.image_bytes),
-        if sources.is_empty() { "none".into() } else { sources.join(", ") }
+        if sources.is_empty() {
+            "none".into()
+        } else {
+            sources.join(", ")
+        }
     )?;
     writeln!(out, "tasks     {}", s.tasks.len())?;
     for (name, t) in &s.tasks {
         writeln!(out, "  {name} ({})", t.definition.kind.name())?;
         writeln!(out, "      {}", describe_kind(&t.definition))?;
-        let teacher = t.definition.teacher.as_ref().map_or("(not recorded)".into(), |x| x.describe());
+        let teacher = t
+            .definition
+            .teacher
+            .as_ref()
+            .map_or("(not recorded)".into(), |x| x.describe());
         writeln!(out, "      teacher: {teacher}")?;
         writeln!(
             out,
@@ -210,7 +266,10 @@ fn summarize_file(path: &str) -> anyhow::Result<FileSummary> {
             .and_then(|kv| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone()))
     };
     let task: Option<TaskDef> = match kv(META_TASK) {
-        Some(t) => Some(serde_json::from_str(&t).with_context(|| format!("{path}: {META_TASK} is not a task definition"))?),
+        Some(t) => Some(
+            serde_json::from_str(&t)
+                .with_context(|| format!("{path}: {META_TASK} is not a task definition"))?,
+        ),
         None => None,
     };
     let columns = builder
@@ -234,7 +293,12 @@ fn summarize_file(path: &str) -> anyhow::Result<FileSummary> {
     let mut labeled = None;
     let mut sources = None;
     if let Some(col) = key_col {
-        if let Some(idx) = builder.schema().fields().iter().position(|f| f.name() == col) {
+        if let Some(idx) = builder
+            .schema()
+            .fields()
+            .iter()
+            .position(|f| f.name() == col)
+        {
             let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [idx]);
             let reader = builder.with_projection(mask).build()?;
             let mut count = 0u64;
@@ -251,7 +315,11 @@ fn summarize_file(path: &str) -> anyhow::Result<FileSummary> {
                     }
                 }
             }
-            if col == "source" { sources = Some(by_source) } else { labeled = Some(count) }
+            if col == "source" {
+                sources = Some(by_source)
+            } else {
+                labeled = Some(count)
+            }
         }
     }
     Ok(FileSummary {
@@ -260,7 +328,11 @@ fn summarize_file(path: &str) -> anyhow::Result<FileSummary> {
         format_version: kv(META_FORMAT_VERSION),
         task,
         rows: meta.file_metadata().num_rows() as u64,
-        row_groups: meta.row_groups().iter().map(|g| g.num_rows() as u64).collect(),
+        row_groups: meta
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows() as u64)
+            .collect(),
         bytes: len,
         columns,
         labeled,
@@ -273,17 +345,39 @@ fn print_file(s: &FileSummary, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "table     {} (format version {})",
-        s.table.as_deref().unwrap_or("unknown: no must.table metadata"),
+        s.table
+            .as_deref()
+            .unwrap_or("unknown: no must.table metadata"),
         s.format_version.as_deref().unwrap_or("?")
     )?;
     if let Some(t) = &s.task {
-        writeln!(out, "task      {} ({}): {}", t.name, t.kind.name(), describe_kind(t))?;
-        let teacher = t.teacher.as_ref().map_or("(not recorded)".into(), |x| x.describe());
+        writeln!(
+            out,
+            "task      {} ({}): {}",
+            t.name,
+            t.kind.name(),
+            describe_kind(t)
+        )?;
+        let teacher = t
+            .teacher
+            .as_ref()
+            .map_or("(not recorded)".into(), |x| x.describe());
         writeln!(out, "teacher   {teacher}")?;
     }
-    writeln!(out, "rows      {} in {} row group(s) {:?}", s.rows, s.row_groups.len(), s.row_groups)?;
+    writeln!(
+        out,
+        "rows      {} in {} row group(s) {:?}",
+        s.rows,
+        s.row_groups.len(),
+        s.row_groups
+    )?;
     if let Some(l) = s.labeled {
-        writeln!(out, "labeled   {l}/{} rows ({:.1}%)", s.rows, pct(l, s.rows))?;
+        writeln!(
+            out,
+            "labeled   {l}/{} rows ({:.1}%)",
+            s.rows,
+            pct(l, s.rows)
+        )?;
     }
     if let Some(src) = &s.sources {
         let v: Vec<String> = src.iter().map(|(k, v)| format!("{k}: {v}")).collect();
@@ -299,19 +393,39 @@ fn print_file(s: &FileSummary, out: &mut impl Write) -> std::io::Result<()> {
 /// One line describing an action, for `must-ds log`.
 pub fn describe_action(a: &Action) -> String {
     match a {
-        Action::Protocol(p) => format!("protocol: reader {} writer {} features {:?}", p.reader_version, p.writer_version, p.features),
+        Action::Protocol(p) => format!(
+            "protocol: reader {} writer {} features {:?}",
+            p.reader_version, p.writer_version, p.features
+        ),
         Action::Dataset(d) => format!("dataset: {:?}", d.name),
         Action::Task(t) => format!("task {:?} ({})", t.name, t.kind.name()),
-        Action::AddImages(x) => format!("add_images shard {}: {} rows, {}, {}", x.shard, x.rows, mib(x.bytes), x.path),
+        Action::AddImages(x) => format!(
+            "add_images shard {}: {} rows, {}, {}",
+            x.shard,
+            x.rows,
+            mib(x.bytes),
+            x.path
+        ),
         Action::AddLabels(x) => format!(
             "add_labels {:?} shard {}: {}/{} rows labeled, {}{}",
-            x.task, x.shard, x.labeled, x.rows, x.path, if x.replace { " (replace)" } else { "" }
+            x.task,
+            x.shard,
+            x.labeled,
+            x.rows,
+            x.path,
+            if x.replace { " (replace)" } else { "" }
         ),
         Action::Remove(r) => format!("remove {}", r.path),
     }
 }
 
-pub(crate) fn run(target: &str, version: Option<u64>, json: bool, rt: &tokio::runtime::Runtime, out: &mut impl Write) -> anyhow::Result<()> {
+pub(crate) fn run(
+    target: &str,
+    version: Option<u64>,
+    json: bool,
+    rt: &tokio::runtime::Runtime,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     if target.ends_with(".parquet") && std::path::Path::new(target).is_file() {
         let s = summarize_file(target)?;
         if json {

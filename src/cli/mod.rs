@@ -139,7 +139,10 @@ enum Command {
 /// Runs the command line; returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -149,7 +152,10 @@ pub fn main() -> i32 {
     match run(cli, &rt) {
         Ok(()) => 0,
         Err(e) => {
-            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
                 return 0;
             }
             eprintln!("error: {e}");
@@ -164,15 +170,33 @@ pub fn main() -> i32 {
 fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Init { root, name, description } => {
+        Command::Init {
+            root,
+            name,
+            description,
+        } => {
             let name = name.unwrap_or_else(|| {
-                root.trim_end_matches('/').rsplit('/').next().unwrap_or("dataset").to_owned()
+                root.trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("dataset")
+                    .to_owned()
             });
             let ds = rt.block_on(Dataset::init(&root, DatasetInfo { name, description }))?;
             writeln!(out, "created dataset {} at version 0", ds.url())?;
         }
         Command::Task { command } => task::run(command, rt, &mut out)?,
-        Command::Ingest { root, from, source, workers, strict, shard_mb, row_group_mb, row_group_rows, shard_rows } => {
+        Command::Ingest {
+            root,
+            from,
+            source,
+            workers,
+            strict,
+            shard_mb,
+            row_group_mb,
+            row_group_rows,
+            shard_rows,
+        } => {
             let ds = rt.block_on(Dataset::open(&root))?;
             let inputs = collect_inputs(&from, &source)?;
             if inputs.is_empty() {
@@ -189,8 +213,10 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             opts.shard.shard_rows = shard_rows.max(1);
             let bar = indicatif::ProgressBar::new(inputs.len() as u64);
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images, {msg} [{elapsed_precise}, eta {eta}]")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} images, {msg} [{elapsed_precise}, eta {eta}]",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             let b = bar.clone();
             let progress: crate::ingest::Progress = std::sync::Arc::new(move |n, bytes| {
@@ -209,23 +235,48 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                 report.image_bytes as f64 / 1048576.0 / report.seconds
             )?;
             for s in &report.shards {
-                writeln!(out, "  shard {}: {} rows, {} row group(s), {}", s.shard, s.rows, s.row_groups.len(), s.path)?;
+                writeln!(
+                    out,
+                    "  shard {}: {} rows, {} row group(s), {}",
+                    s.shard,
+                    s.rows,
+                    s.row_groups.len(),
+                    s.path
+                )?;
             }
             if !report.skipped.is_empty() {
-                writeln!(out, "skipped {} file(s) that could not be read as images:", report.skipped.len())?;
+                writeln!(
+                    out,
+                    "skipped {} file(s) that could not be read as images:",
+                    report.skipped.len()
+                )?;
                 for s in &report.skipped {
                     writeln!(out, "  {}: {}", s.file, s.reason)?;
                 }
             }
         }
-        Command::AddLabels { root, task, shard, file, replace } => {
+        Command::AddLabels {
+            root,
+            task,
+            shard,
+            file,
+            replace,
+        } => {
             let mut ds = rt.block_on(Dataset::open(&root))?;
             let def = ds.snapshot().task(&task)?.clone();
             let image_shard = ds.snapshot().shard(shard)?.clone();
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let ids = rt.block_on(ds.read_image_ids(shard))?;
             let name = file.display().to_string();
-            let report = check_label_file(&def, shard, &ids, &image_shard.row_groups, bytes.clone().into(), &name)?;
+            let report = check_label_file(
+                &def,
+                shard,
+                &ids,
+                &image_shard.row_groups,
+                bytes.clone().into(),
+                &name,
+            )?;
             let encoded = crate::write::EncodedFile {
                 bytes: bytes.into(),
                 rows: report.rows,
@@ -243,14 +294,22 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                 ds.version()
             )?;
         }
-        Command::Inspect { target, version, json } => inspect::run(&target, version, json, rt, &mut out)?,
+        Command::Inspect {
+            target,
+            version,
+            json,
+        } => inspect::run(&target, version, json, rt, &mut out)?,
         Command::Log { root, json } => {
             let ds = rt.block_on(Dataset::open(&root))?;
             for c in rt.block_on(ds.history())? {
                 if json {
                     writeln!(out, "{}", serde_json::to_string(&c)?)?;
                 } else {
-                    writeln!(out, "version {}  {}  {}  ({})", c.version, c.timestamp, c.operation, c.writer)?;
+                    writeln!(
+                        out,
+                        "version {}  {}  {}  ({})",
+                        c.version, c.timestamp, c.operation, c.writer
+                    )?;
                     for a in &c.actions {
                         writeln!(out, "    {}", inspect::describe_action(a))?;
                     }

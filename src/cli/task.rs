@@ -71,14 +71,32 @@ pub(crate) enum TaskCommand {
     },
 }
 
-pub(crate) fn run(cmd: TaskCommand, rt: &tokio::runtime::Runtime, out: &mut impl Write) -> anyhow::Result<()> {
+pub(crate) fn run(
+    cmd: TaskCommand,
+    rt: &tokio::runtime::Runtime,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let TaskCommand::Define {
-        root, file, name, kind, num_classes, class_names, dense, multi_label, min_score, u16,
-        ignore_index, representation, unit, teacher, checkpoint,
+        root,
+        file,
+        name,
+        kind,
+        num_classes,
+        class_names,
+        dense,
+        multi_label,
+        min_score,
+        u16,
+        ignore_index,
+        representation,
+        unit,
+        teacher,
+        checkpoint,
     } = cmd;
     let task = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
             TaskDef::from_json(&text).with_context(|| format!("in {}", path.display()))?
         }
         None => {
@@ -121,10 +139,18 @@ pub(crate) fn run(cmd: TaskCommand, rt: &tokio::runtime::Runtime, out: &mut impl
                 if t == "ground-truth" {
                     Teacher::ground_truth()
                 } else {
-                    Teacher::Model { name: t, checkpoint: checkpoint.clone(), params: Default::default() }
+                    Teacher::Model {
+                        name: t,
+                        checkpoint: checkpoint.clone(),
+                        params: Default::default(),
+                    }
                 }
             });
-            let task = TaskDef { name, kind, teacher };
+            let task = TaskDef {
+                name,
+                kind,
+                teacher,
+            };
             task.validate()?;
             task
         }
@@ -132,8 +158,18 @@ pub(crate) fn run(cmd: TaskCommand, rt: &tokio::runtime::Runtime, out: &mut impl
     let mut ds = rt.block_on(Dataset::open(&root))?;
     let before = ds.version();
     match rt.block_on(ds.define_task(task.clone()))? {
-        None => writeln!(out, "task {:?} is already defined the same way; nothing to commit", task.name)?,
-        Some(c) => writeln!(out, "defined task {:?} ({}) at version {} (was {before})", task.name, task.kind.name(), c.version)?,
+        None => writeln!(
+            out,
+            "task {:?} is already defined the same way; nothing to commit",
+            task.name
+        )?,
+        Some(c) => writeln!(
+            out,
+            "defined task {:?} ({}) at version {} (was {before})",
+            task.name,
+            task.kind.name(),
+            c.version
+        )?,
     }
     Ok(())
 }

@@ -28,7 +28,10 @@ pub fn normalize_column(
         if required {
             return Err(Error::schema(
                 loc.clone(),
-                format!("missing column {name:?} (expected {})", logical_type_name(want)),
+                format!(
+                    "missing column {name:?} (expected {})",
+                    logical_type_name(want)
+                ),
             ));
         }
         return Ok(None);
@@ -43,10 +46,18 @@ pub fn normalize_column(
     if col.data_type() == want {
         return Ok(Some(col.clone()));
     }
-    arrow_cast::cast(col, want).map(Some).map_err(|e| Error::arrow(loc.file.clone(), e))
+    arrow_cast::cast(col, want)
+        .map(Some)
+        .map_err(|e| Error::arrow(loc.file.clone(), e))
 }
 
-fn column(batch: &RecordBatch, task_schema: &arrow_schema::Schema, name: &str, loc: &Location, required: bool) -> Result<Option<ArrayRef>> {
+fn column(
+    batch: &RecordBatch,
+    task_schema: &arrow_schema::Schema,
+    name: &str,
+    loc: &Location,
+    required: bool,
+) -> Result<Option<ArrayRef>> {
     let want = task_schema
         .field_with_name(name)
         .map(|f| f.data_type().clone())
@@ -56,8 +67,8 @@ fn column(batch: &RecordBatch, task_schema: &arrow_schema::Schema, name: &str, l
 
 /// Reads the `image_id` column: Utf8, no nulls.
 pub(crate) fn image_ids(batch: &RecordBatch, loc: &Location) -> Result<StringArray> {
-    let col = normalize_column(batch, "image_id", &DataType::Utf8, loc, true)?
-        .expect("required column");
+    let col =
+        normalize_column(batch, "image_id", &DataType::Utf8, loc, true)?.expect("required column");
     let ids = col.as_string::<i32>().clone();
     if let Some(row) = (0..ids.len()).find(|&i| ids.is_null(i)) {
         return Err(Error::value(loc.at(row, None), "image_id is null"));
@@ -76,13 +87,19 @@ pub fn batch_to_labels(
 ) -> Result<(Vec<String>, Vec<Option<Label>>)> {
     let schema = label_schema(task, true);
     let ids_arr = image_ids(batch, loc)?;
-    let ids: Vec<String> = ids_arr.iter().map(|s| s.unwrap_or_default().to_owned()).collect();
+    let ids: Vec<String> = ids_arr
+        .iter()
+        .map(|s| s.unwrap_or_default().to_owned())
+        .collect();
     let n = batch.num_rows();
     let at = |i: usize| loc.at(row_offset + i, Some(&ids[i]));
     let partial = |i: usize, what: &str| Error::value(at(i), format!("row is partly null: {what}"));
     let mut labels = Vec::with_capacity(n);
     match &task.kind {
-        TaskKind::Classification { encoding: ClassEncoding::Topk, .. } => {
+        TaskKind::Classification {
+            encoding: ClassEncoding::Topk,
+            ..
+        } => {
             let classes = column(batch, &schema, "classes", loc, true)?.expect("required");
             let probs = column(batch, &schema, "probs", loc, true)?.expect("required");
             let (classes, probs) = (classes.as_list::<i32>(), probs.as_list::<i32>());
@@ -106,7 +123,10 @@ pub fn batch_to_labels(
                 }
             }
         }
-        TaskKind::Classification { encoding: ClassEncoding::Dense, .. } => {
+        TaskKind::Classification {
+            encoding: ClassEncoding::Dense,
+            ..
+        } => {
             let probs = column(batch, &schema, "probs", loc, true)?.expect("required");
             let probs = probs.as_fixed_size_list();
             for i in 0..n {
@@ -119,14 +139,20 @@ pub fn batch_to_labels(
                 if p.null_count() > 0 {
                     return Err(Error::value(at(i), "null inside probs"));
                 }
-                labels.push(Some(Label::Classification(ClassLabel::Dense(p.values().to_vec()))));
+                labels.push(Some(Label::Classification(ClassLabel::Dense(
+                    p.values().to_vec(),
+                ))));
             }
         }
         TaskKind::Detection { .. } => {
             let boxes = column(batch, &schema, "boxes", loc, true)?.expect("required");
             let classes = column(batch, &schema, "classes", loc, true)?.expect("required");
             let scores = column(batch, &schema, "scores", loc, true)?.expect("required");
-            let (boxes, classes, scores) = (boxes.as_list::<i32>(), classes.as_list::<i32>(), scores.as_list::<i32>());
+            let (boxes, classes, scores) = (
+                boxes.as_list::<i32>(),
+                classes.as_list::<i32>(),
+                scores.as_list::<i32>(),
+            );
             for i in 0..n {
                 let nulls = [boxes.is_null(i), classes.is_null(i), scores.is_null(i)];
                 if nulls.iter().all(|x| *x) {
@@ -143,7 +169,11 @@ pub fn batch_to_labels(
                 let c = c.as_primitive::<UInt32Type>();
                 let s = scores.value(i);
                 let s = s.as_primitive::<Float32Type>();
-                if b.null_count() > 0 || flat.null_count() > 0 || c.null_count() > 0 || s.null_count() > 0 {
+                if b.null_count() > 0
+                    || flat.null_count() > 0
+                    || c.null_count() > 0
+                    || s.null_count() > 0
+                {
                     return Err(Error::value(at(i), "null inside boxes, classes or scores"));
                 }
                 // A sliced fixed-size list slices its child too: box j is values[4j..4j+4].
@@ -165,7 +195,11 @@ pub fn batch_to_labels(
             let h = column(batch, &schema, "mask_height", loc, true)?.expect("required");
             let w = column(batch, &schema, "mask_width", loc, true)?.expect("required");
             let conf = column(batch, &schema, "confidence", loc, false)?;
-            let (mask, h, w) = (mask.as_binary::<i32>(), h.as_primitive::<UInt32Type>(), w.as_primitive::<UInt32Type>());
+            let (mask, h, w) = (
+                mask.as_binary::<i32>(),
+                h.as_primitive::<UInt32Type>(),
+                w.as_primitive::<UInt32Type>(),
+            );
             let conf = conf.as_ref().map(|c| c.as_binary::<i32>());
             for i in 0..n {
                 if mask.is_null(i) {
@@ -173,7 +207,10 @@ pub fn batch_to_labels(
                     continue;
                 }
                 if h.is_null(i) || w.is_null(i) {
-                    return Err(partial(i, "mask is set but mask_height or mask_width is null"));
+                    return Err(partial(
+                        i,
+                        "mask is set but mask_height or mask_width is null",
+                    ));
                 }
                 let confidence = conf.filter(|c| !c.is_null(i)).map(|c| c.value(i).to_vec());
                 labels.push(Some(Label::Segmentation(SegMap {
@@ -188,14 +225,21 @@ pub fn batch_to_labels(
             let depth = column(batch, &schema, "depth", loc, true)?.expect("required");
             let h = column(batch, &schema, "depth_height", loc, true)?.expect("required");
             let w = column(batch, &schema, "depth_width", loc, true)?.expect("required");
-            let (depth, h, w) = (depth.as_binary::<i32>(), h.as_primitive::<UInt32Type>(), w.as_primitive::<UInt32Type>());
+            let (depth, h, w) = (
+                depth.as_binary::<i32>(),
+                h.as_primitive::<UInt32Type>(),
+                w.as_primitive::<UInt32Type>(),
+            );
             for i in 0..n {
                 if depth.is_null(i) {
                     labels.push(None);
                     continue;
                 }
                 if h.is_null(i) || w.is_null(i) {
-                    return Err(partial(i, "depth is set but depth_height or depth_width is null"));
+                    return Err(partial(
+                        i,
+                        "depth is set but depth_height or depth_width is null",
+                    ));
                 }
                 labels.push(Some(Label::Depth(DepthMap {
                     height: h.value(i),
@@ -211,13 +255,26 @@ pub fn batch_to_labels(
 /// Builds a label file's record batch from image ids and (validated)
 /// labels. Segmentation batches carry a `confidence` column when
 /// `with_conf` is set (null where a map has none).
-pub fn labels_to_batch(task: &TaskDef, ids: &[String], labels: &[Option<Label>], with_conf: bool) -> Result<RecordBatch> {
+pub fn labels_to_batch(
+    task: &TaskDef,
+    ids: &[String],
+    labels: &[Option<Label>],
+    with_conf: bool,
+) -> Result<RecordBatch> {
     let schema = Arc::new(label_schema(task, with_conf));
     let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(ids))];
     let n = labels.len();
-    let mismatch = |i: usize| Error::value(Location::file("label writer").at(i, ids.get(i).map(|s| s.as_str())), format!("label kind does not match task {:?}", task.name));
+    let mismatch = |i: usize| {
+        Error::value(
+            Location::file("label writer").at(i, ids.get(i).map(|s| s.as_str())),
+            format!("label kind does not match task {:?}", task.name),
+        )
+    };
     match &task.kind {
-        TaskKind::Classification { encoding: ClassEncoding::Topk, .. } => {
+        TaskKind::Classification {
+            encoding: ClassEncoding::Topk,
+            ..
+        } => {
             let mut c = ListBuilder::with_capacity(UInt32Builder::new(), n);
             let mut p = ListBuilder::with_capacity(Float32Builder::new(), n);
             for (i, l) in labels.iter().enumerate() {
@@ -238,9 +295,17 @@ pub fn labels_to_batch(task: &TaskDef, ids: &[String], labels: &[Option<Label>],
             cols.push(Arc::new(c.finish()));
             cols.push(Arc::new(p.finish()));
         }
-        TaskKind::Classification { encoding: ClassEncoding::Dense, num_classes, .. } => {
+        TaskKind::Classification {
+            encoding: ClassEncoding::Dense,
+            num_classes,
+            ..
+        } => {
             let k = *num_classes as usize;
-            let mut p = FixedSizeListBuilder::with_capacity(Float32Builder::with_capacity(n * k), k as i32, n);
+            let mut p = FixedSizeListBuilder::with_capacity(
+                Float32Builder::with_capacity(n * k),
+                k as i32,
+                n,
+            );
             for (i, l) in labels.iter().enumerate() {
                 match l {
                     None => {
@@ -286,7 +351,13 @@ pub fn labels_to_batch(task: &TaskDef, ids: &[String], labels: &[Option<Label>],
             cols.push(Arc::new(s.finish()));
         }
         TaskKind::Segmentation { .. } => {
-            let bytes: usize = labels.iter().map(|l| match l { Some(Label::Segmentation(m)) => m.mask.len(), _ => 0 }).sum();
+            let bytes: usize = labels
+                .iter()
+                .map(|l| match l {
+                    Some(Label::Segmentation(m)) => m.mask.len(),
+                    _ => 0,
+                })
+                .sum();
             let mut m = BinaryBuilder::with_capacity(n, bytes);
             let mut h = UInt32Builder::with_capacity(n);
             let mut w = UInt32Builder::with_capacity(n);
@@ -316,7 +387,13 @@ pub fn labels_to_batch(task: &TaskDef, ids: &[String], labels: &[Option<Label>],
             }
         }
         TaskKind::Depth { .. } => {
-            let bytes: usize = labels.iter().map(|l| match l { Some(Label::Depth(d)) => d.depth.len(), _ => 0 }).sum();
+            let bytes: usize = labels
+                .iter()
+                .map(|l| match l {
+                    Some(Label::Depth(d)) => d.depth.len(),
+                    _ => 0,
+                })
+                .sum();
             let mut d = BinaryBuilder::with_capacity(n, bytes);
             let mut h = UInt32Builder::with_capacity(n);
             let mut w = UInt32Builder::with_capacity(n);
@@ -342,4 +419,3 @@ pub fn labels_to_batch(task: &TaskDef, ids: &[String], labels: &[Option<Label>],
     }
     RecordBatch::try_new(schema, cols).map_err(|e| Error::arrow("label writer", e))
 }
-

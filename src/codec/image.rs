@@ -37,7 +37,8 @@ pub fn sniff_image(bytes: &[u8]) -> Result<(ImageKind, u32, u32), String> {
             })
         }
     };
-    let size = imagesize::blob_size(bytes).map_err(|e| format!("unreadable {kind:?} header: {e}"))?;
+    let size =
+        imagesize::blob_size(bytes).map_err(|e| format!("unreadable {kind:?} header: {e}"))?;
     let (w, h) = (size.width, size.height);
     if w == 0 || h == 0 || w > u32::MAX as usize || h > u32::MAX as usize {
         return Err(format!("invalid pixel size {w}x{h}"));

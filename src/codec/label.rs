@@ -24,11 +24,16 @@ impl ClassLabel {
     pub fn top_k(probs: &[f32], k: usize) -> Self {
         let mut idx: Vec<u32> = (0..probs.len() as u32).collect();
         idx.sort_by(|&a, &b| {
-            probs[b as usize].total_cmp(&probs[a as usize]).then(a.cmp(&b))
+            probs[b as usize]
+                .total_cmp(&probs[a as usize])
+                .then(a.cmp(&b))
         });
         idx.truncate(k);
         let p = idx.iter().map(|&i| probs[i as usize]).collect();
-        ClassLabel::TopK { classes: idx, probs: p }
+        ClassLabel::TopK {
+            classes: idx,
+            probs: p,
+        }
     }
 }
 
@@ -60,26 +65,44 @@ pub struct SegMap {
 impl SegMap {
     /// A u8 map.
     pub fn from_u8(height: u32, width: u32, mask: Vec<u8>) -> Self {
-        Self { height, width, mask, confidence: None }
+        Self {
+            height,
+            width,
+            mask,
+            confidence: None,
+        }
     }
 
     /// A u16 map.
     pub fn from_u16(height: u32, width: u32, mask: &[u16]) -> Self {
         let bytes = mask.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Self { height, width, mask: bytes, confidence: None }
+        Self {
+            height,
+            width,
+            mask: bytes,
+            confidence: None,
+        }
     }
 
     /// Adds confidences from probabilities in [0, 1].
     pub fn with_confidence_probs(mut self, probs: &[f32]) -> Self {
-        self.confidence =
-            Some(probs.iter().map(|p| (p.clamp(0.0, 1.0) * 255.0).round() as u8).collect());
+        self.confidence = Some(
+            probs
+                .iter()
+                .map(|p| (p.clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect(),
+        );
         self
     }
 
     /// The class id of each pixel, whatever the dtype (`size` bytes each).
     pub fn values(&self, size: usize) -> Vec<u32> {
         match size {
-            2 => self.mask.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect(),
+            2 => self
+                .mask
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)
+                .collect(),
             _ => self.mask.iter().map(|&v| v as u32).collect(),
         }
     }
@@ -99,13 +122,23 @@ pub struct DepthMap {
 impl DepthMap {
     /// Converts f32 values to the stored float16.
     pub fn from_f32(height: u32, width: u32, values: &[f32]) -> Self {
-        let depth = values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect();
-        Self { height, width, depth }
+        let depth = values
+            .iter()
+            .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+            .collect();
+        Self {
+            height,
+            width,
+            depth,
+        }
     }
 
     /// The values as f32.
     pub fn to_f32(&self) -> Vec<f32> {
-        self.depth.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+        self.depth
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect()
     }
 }
 
@@ -130,7 +163,13 @@ fn check_prob(p: f32, what: &str) -> std::result::Result<(), String> {
     }
 }
 
-fn check_map_size(h: u32, w: u32, len: usize, elem: usize, col: &str) -> std::result::Result<(), String> {
+fn check_map_size(
+    h: u32,
+    w: u32,
+    len: usize,
+    elem: usize,
+    col: &str,
+) -> std::result::Result<(), String> {
     if h == 0 || w == 0 {
         return Err(format!("{col} has an empty size {h}x{w}"));
     }
@@ -146,24 +185,44 @@ fn check_map_size(h: u32, w: u32, len: usize, elem: usize, col: &str) -> std::re
 impl Label {
     /// Checks every value against the task's rules; `loc` names file, row and image id.
     pub fn validate(&self, task: &TaskDef, loc: &Location) -> Result<()> {
-        self.check(task).map_err(|reason| Error::value(loc.clone(), reason))
+        self.check(task)
+            .map_err(|reason| Error::value(loc.clone(), reason))
     }
 
     fn check(&self, task: &TaskDef) -> std::result::Result<(), String> {
         let kind_mismatch = || {
-            Err(format!("a {} label given for task {:?} of kind {}", self.kind_name(), task.name, task.kind.name()))
+            Err(format!(
+                "a {} label given for task {:?} of kind {}",
+                self.kind_name(),
+                task.name,
+                task.kind.name()
+            ))
         };
         match (self, &task.kind) {
-            (Label::Classification(c), TaskKind::Classification { num_classes, encoding, multi_label, .. }) => {
+            (
+                Label::Classification(c),
+                TaskKind::Classification {
+                    num_classes,
+                    encoding,
+                    multi_label,
+                    ..
+                },
+            ) => {
                 let probs = match (c, encoding) {
                     (ClassLabel::TopK { classes, probs }, ClassEncoding::Topk) => {
                         if classes.len() != probs.len() {
-                            return Err(format!("classes has {} entries but probs has {}", classes.len(), probs.len()));
+                            return Err(format!(
+                                "classes has {} entries but probs has {}",
+                                classes.len(),
+                                probs.len()
+                            ));
                         }
                         let mut seen = std::collections::HashSet::new();
                         for &c in classes {
                             if c >= *num_classes {
-                                return Err(format!("class id {c} is not below num_classes {num_classes}"));
+                                return Err(format!(
+                                    "class id {c} is not below num_classes {num_classes}"
+                                ));
                             }
                             if !seen.insert(c) {
                                 return Err(format!("class id {c} appears twice"));
@@ -173,11 +232,18 @@ impl Label {
                     }
                     (ClassLabel::Dense(probs), ClassEncoding::Dense) => {
                         if probs.len() != *num_classes as usize {
-                            return Err(format!("probs has {} entries but num_classes is {num_classes}", probs.len()));
+                            return Err(format!(
+                                "probs has {} entries but num_classes is {num_classes}",
+                                probs.len()
+                            ));
                         }
                         probs
                     }
-                    _ => return Err(format!("label encoding does not match the task's {encoding:?} encoding")),
+                    _ => {
+                        return Err(format!(
+                            "label encoding does not match the task's {encoding:?} encoding"
+                        ))
+                    }
                 };
                 for p in probs {
                     check_prob(*p, "probability")?;
@@ -189,7 +255,9 @@ impl Label {
                 }
                 let sum: f64 = probs.iter().map(|p| *p as f64).sum();
                 if !multi_label && sum > 1.0 + 1e-3 {
-                    return Err(format!("probabilities sum to {sum:.4} > 1 in a single-label task"));
+                    return Err(format!(
+                        "probabilities sum to {sum:.4} > 1 in a single-label task"
+                    ));
                 }
                 Ok(())
             }
@@ -198,7 +266,9 @@ impl Label {
                 if d.classes.len() != n || d.scores.len() != n {
                     return Err(format!(
                         "boxes, classes and scores have {}, {} and {} entries",
-                        n, d.classes.len(), d.scores.len()
+                        n,
+                        d.classes.len(),
+                        d.scores.len()
                     ));
                 }
                 for (i, b) in d.boxes.iter().enumerate() {
@@ -211,7 +281,9 @@ impl Label {
                 }
                 for (i, &c) in d.classes.iter().enumerate() {
                     if c >= *num_classes {
-                        return Err(format!("box {i} has class id {c}, not below num_classes {num_classes}"));
+                        return Err(format!(
+                            "box {i} has class id {c}, not below num_classes {num_classes}"
+                        ));
                     }
                 }
                 for s in &d.scores {
@@ -219,7 +291,15 @@ impl Label {
                 }
                 Ok(())
             }
-            (Label::Segmentation(m), TaskKind::Segmentation { num_classes, dtype, ignore_index, .. }) => {
+            (
+                Label::Segmentation(m),
+                TaskKind::Segmentation {
+                    num_classes,
+                    dtype,
+                    ignore_index,
+                    ..
+                },
+            ) => {
                 check_map_size(m.height, m.width, m.mask.len(), dtype.size(), "mask")?;
                 if let Some(c) = &m.confidence {
                     check_map_size(m.height, m.width, c.len(), 1, "confidence")?;
@@ -239,7 +319,9 @@ impl Label {
             (Label::Depth(d), TaskKind::Depth { .. }) => {
                 check_map_size(d.height, d.width, d.depth.len(), 2, "depth")?;
                 if let Some(v) = d.to_f32().into_iter().find(|v| v.is_infinite()) {
-                    return Err(format!("depth value {v} is infinite (use NaN for invalid pixels)"));
+                    return Err(format!(
+                        "depth value {v} is infinite (use NaN for invalid pixels)"
+                    ));
                 }
                 Ok(())
             }

@@ -28,7 +28,11 @@ pub struct Protocol {
 
 impl Default for Protocol {
     fn default() -> Self {
-        Self { reader_version: READER_VERSION, writer_version: WRITER_VERSION, features: vec![] }
+        Self {
+            reader_version: READER_VERSION,
+            writer_version: WRITER_VERSION,
+            features: vec![],
+        }
     }
 }
 
@@ -109,7 +113,14 @@ pub enum Action {
     Remove(Remove),
 }
 
-const ACTION_NAMES: &[&str] = &["protocol", "dataset", "task", "add_images", "add_labels", "remove"];
+const ACTION_NAMES: &[&str] = &[
+    "protocol",
+    "dataset",
+    "task",
+    "add_images",
+    "add_labels",
+    "remove",
+];
 
 impl Action {
     /// The action's key in JSON.
@@ -138,14 +149,20 @@ impl Action {
         }
         let key = obj.keys().next().cloned().unwrap_or_default();
         if !ACTION_NAMES.contains(&key.as_str()) {
-            return Err(Error::UnknownAction { file: file.into(), action: key });
+            return Err(Error::UnknownAction {
+                file: file.into(),
+                action: key,
+            });
         }
         let action: Action = serde_json::from_value(value).map_err(|e| Error::CorruptLog {
             file: file.into(),
             reason: format!("action {key:?}: {e}"),
         })?;
         if let Action::Task(t) = &action {
-            t.validate().map_err(|e| Error::CorruptLog { file: file.into(), reason: e.to_string() })?;
+            t.validate().map_err(|e| Error::CorruptLog {
+                file: file.into(),
+                reason: e.to_string(),
+            })?;
         }
         Ok(action)
     }
@@ -169,15 +186,25 @@ pub struct Commit {
 impl Commit {
     /// Parses a log file's bytes; `file` names it in errors.
     pub fn from_slice(bytes: &[u8], file: &str) -> Result<Self> {
-        let corrupt = |reason: String| Error::CorruptLog { file: file.into(), reason };
+        let corrupt = |reason: String| Error::CorruptLog {
+            file: file.into(),
+            reason,
+        };
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
-        let obj = value.as_object().ok_or_else(|| corrupt("not a JSON object".into()))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| corrupt("not a JSON object".into()))?;
         let version = obj
             .get("version")
             .and_then(|v| v.as_u64())
             .ok_or_else(|| corrupt("missing or invalid \"version\"".into()))?;
-        let text = |k: &str| obj.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let text = |k: &str| {
+            obj.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
         let actions = obj
             .get("actions")
             .and_then(|v| v.as_array())
@@ -213,8 +240,13 @@ mod tests {
 
     #[test]
     fn actions_are_externally_tagged() {
-        let a = Action::Remove(Remove { path: "images/x.parquet".into() });
-        assert_eq!(serde_json::to_string(&a).unwrap(), r#"{"remove":{"path":"images/x.parquet"}}"#);
+        let a = Action::Remove(Remove {
+            path: "images/x.parquet".into(),
+        });
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"{"remove":{"path":"images/x.parquet"}}"#
+        );
         let v: serde_json::Value = serde_json::from_str(r#"{"add_mystery":{}}"#).unwrap();
         match Action::from_value(v, "_must/log/1.json") {
             Err(Error::UnknownAction { action, file }) => {

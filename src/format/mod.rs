@@ -8,8 +8,8 @@ mod schema;
 mod task;
 
 pub use action::{
-    checksum_of, Action, AddImages, AddLabels, Commit, DatasetInfo, Protocol, Remove,
-    FEATURES, READER_VERSION, WRITER_VERSION,
+    checksum_of, Action, AddImages, AddLabels, Commit, DatasetInfo, Protocol, Remove, FEATURES,
+    READER_VERSION, WRITER_VERSION,
 };
 pub use schema::{
     arrow_type_name, image_schema, label_schema, logical_type_name, META_FORMAT_VERSION,

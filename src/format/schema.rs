@@ -39,11 +39,18 @@ pub fn image_schema() -> Schema {
 pub fn label_schema(task: &TaskDef, with_confidence: bool) -> Schema {
     let mut fields = vec![Field::new("image_id", DataType::Utf8, false)];
     match &task.kind {
-        TaskKind::Classification { encoding: ClassEncoding::Topk, .. } => {
+        TaskKind::Classification {
+            encoding: ClassEncoding::Topk,
+            ..
+        } => {
             fields.push(Field::new("classes", list_of(DataType::UInt32), true));
             fields.push(Field::new("probs", list_of(DataType::Float32), true));
         }
-        TaskKind::Classification { encoding: ClassEncoding::Dense, num_classes, .. } => {
+        TaskKind::Classification {
+            encoding: ClassEncoding::Dense,
+            num_classes,
+            ..
+        } => {
             fields.push(Field::new(
                 "probs",
                 fixed_list_of(DataType::Float32, *num_classes as i32),
@@ -51,7 +58,11 @@ pub fn label_schema(task: &TaskDef, with_confidence: bool) -> Schema {
             ));
         }
         TaskKind::Detection { .. } => {
-            fields.push(Field::new("boxes", list_of(fixed_list_of(DataType::Float32, 4)), true));
+            fields.push(Field::new(
+                "boxes",
+                list_of(fixed_list_of(DataType::Float32, 4)),
+                true,
+            ));
             fields.push(Field::new("classes", list_of(DataType::UInt32), true));
             fields.push(Field::new("scores", list_of(DataType::Float32), true));
         }

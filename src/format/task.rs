@@ -34,7 +34,11 @@ pub enum GroundTruthTag {
 impl Teacher {
     /// A teacher that is a model with the given name.
     pub fn model(name: impl Into<String>) -> Self {
-        Teacher::Model { name: name.into(), checkpoint: None, params: Default::default() }
+        Teacher::Model {
+            name: name.into(),
+            checkpoint: None,
+            params: Default::default(),
+        }
     }
 
     /// Ground-truth labels.
@@ -46,7 +50,11 @@ impl Teacher {
     pub fn describe(&self) -> String {
         match self {
             Teacher::GroundTruth(_) => "ground-truth".into(),
-            Teacher::Model { name, checkpoint, params } => {
+            Teacher::Model {
+                name,
+                checkpoint,
+                params,
+            } => {
                 let mut s = name.clone();
                 if let Some(c) = checkpoint {
                     s.push_str(&format!(" @ {c}"));
@@ -217,19 +225,25 @@ pub struct TaskDef {
 pub fn validate_task_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidTaskName { name: name.to_owned() })
+        Err(Error::InvalidTaskName {
+            name: name.to_owned(),
+        })
     }
 }
 
 impl TaskDef {
     /// Parses and validates a task definition from JSON.
     pub fn from_json(text: &str) -> Result<Self> {
-        let task: TaskDef = serde_json::from_str(text)
-            .map_err(|source| Error::Json { file: "task definition".into(), source })?;
+        let task: TaskDef = serde_json::from_str(text).map_err(|source| Error::Json {
+            file: "task definition".into(),
+            source,
+        })?;
         task.validate()?;
         Ok(task)
     }
@@ -242,7 +256,10 @@ impl TaskDef {
     /// Checks the name and the kind-specific fields.
     pub fn validate(&self) -> Result<()> {
         validate_task_name(&self.name)?;
-        let bad = |reason: String| Error::InvalidTask { task: self.name.clone(), reason };
+        let bad = |reason: String| Error::InvalidTask {
+            task: self.name.clone(),
+            reason,
+        };
         if let Some(n) = self.kind.num_classes() {
             if n == 0 {
                 return Err(bad("num_classes must be at least 1".into()));
@@ -257,19 +274,28 @@ impl TaskDef {
             }
         }
         match &self.kind {
-            TaskKind::Detection { min_score_written, .. }
-                if !(0.0..=1.0).contains(min_score_written) =>
-            {
-                return Err(bad(format!("min_score_written {min_score_written} is not in [0, 1]")));
+            TaskKind::Detection {
+                min_score_written, ..
+            } if !(0.0..=1.0).contains(min_score_written) => {
+                return Err(bad(format!(
+                    "min_score_written {min_score_written} is not in [0, 1]"
+                )));
             }
-            TaskKind::Segmentation { num_classes, dtype, ignore_index, .. } => {
+            TaskKind::Segmentation {
+                num_classes,
+                dtype,
+                ignore_index,
+                ..
+            } => {
                 if *ignore_index > dtype.max() {
                     return Err(bad(format!(
                         "ignore_index {ignore_index} does not fit in {dtype:?}"
                     )));
                 }
                 if num_classes - 1 > dtype.max() {
-                    return Err(bad(format!("{num_classes} classes do not fit in {dtype:?}")));
+                    return Err(bad(format!(
+                        "{num_classes} classes do not fit in {dtype:?}"
+                    )));
                 }
                 if *ignore_index < *num_classes {
                     return Err(bad(format!(
@@ -277,7 +303,10 @@ impl TaskDef {
                     )));
                 }
             }
-            TaskKind::Depth { representation: DepthRepresentation::Metric, unit: None } => {
+            TaskKind::Depth {
+                representation: DepthRepresentation::Metric,
+                unit: None,
+            } => {
                 return Err(bad("metric depth needs a unit".into()));
             }
             _ => {}
@@ -299,17 +328,32 @@ mod tests {
         let gt = r#"{"name":"seg","kind":"segmentation","num_classes":21,"dtype":"u8","teacher":"ground-truth"}"#;
         let t = TaskDef::from_json(gt).unwrap();
         assert_eq!(t.teacher, Some(Teacher::ground_truth()));
-        assert!(matches!(t.kind, TaskKind::Segmentation { ignore_index: 255, .. }));
+        assert!(matches!(
+            t.kind,
+            TaskKind::Segmentation {
+                ignore_index: 255,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn bad_names_and_fields_are_refused() {
         for name in ["", "Upper", "a b", "x/y", &"a".repeat(65)] {
-            assert!(matches!(validate_task_name(name), Err(Error::InvalidTaskName { .. })), "{name}");
+            assert!(
+                matches!(validate_task_name(name), Err(Error::InvalidTaskName { .. })),
+                "{name}"
+            );
         }
         let t = r#"{"name":"c","kind":"classification","num_classes":2,"class_names":["a"],"encoding":"topk"}"#;
-        assert!(matches!(TaskDef::from_json(t), Err(Error::InvalidTask { .. })));
+        assert!(matches!(
+            TaskDef::from_json(t),
+            Err(Error::InvalidTask { .. })
+        ));
         let t = r#"{"name":"d","kind":"depth","representation":"metric"}"#;
-        assert!(matches!(TaskDef::from_json(t), Err(Error::InvalidTask { .. })));
+        assert!(matches!(
+            TaskDef::from_json(t),
+            Err(Error::InvalidTask { .. })
+        ));
     }
 }

@@ -66,7 +66,9 @@ impl Dataset {
         columns: Option<&[&str]>,
     ) -> Result<Vec<RecordBatch>> {
         let reader = StoreReader::new(self.store.clone(), self.object_path(rel), size);
-        let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| Error::parquet(rel, e))?;
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| Error::parquet(rel, e))?;
         let mut builder = builder.with_batch_size(1 << 20);
         if let Some(cols) = columns {
             let fields = builder.schema().fields();
@@ -82,18 +84,26 @@ impl Dataset {
         if let Some(groups) = row_groups {
             let have = builder.metadata().num_row_groups();
             if let Some(g) = groups.iter().find(|g| **g >= have) {
-                return Err(Error::value(Location::file(rel), format!("row group {g} does not exist (file has {have})")));
+                return Err(Error::value(
+                    Location::file(rel),
+                    format!("row group {g} does not exist (file has {have})"),
+                ));
             }
             builder = builder.with_row_groups(groups);
         }
         let stream = builder.build().map_err(|e| Error::parquet(rel, e))?;
-        stream.try_collect().await.map_err(|e| Error::parquet(rel, e))
+        stream
+            .try_collect()
+            .await
+            .map_err(|e| Error::parquet(rel, e))
     }
 
     /// The image ids of shard `shard`, in order.
     pub async fn read_image_ids(&self, shard: u64) -> Result<Vec<String>> {
         let a = self.snapshot.shard(shard)?.clone();
-        let batches = self.read_batches(&a.path, Some(a.bytes), None, Some(&["image_id"])).await?;
+        let batches = self
+            .read_batches(&a.path, Some(a.bytes), None, Some(&["image_id"]))
+            .await?;
         let loc = Location::file(&a.path);
         let mut ids = Vec::with_capacity(a.rows as usize);
         for b in &batches {
@@ -119,16 +129,25 @@ impl Dataset {
         if !cols.contains(&"image_id") {
             cols.push("image_id");
         }
-        let batches = self.read_batches(&a.path, Some(a.bytes), Some(vec![row_group]), Some(&cols)).await?;
+        let batches = self
+            .read_batches(&a.path, Some(a.bytes), Some(vec![row_group]), Some(&cols))
+            .await?;
         let images = image_records(&batches, &Location::file(&a.path))?;
         let mut labels = BTreeMap::new();
         for &task_name in tasks {
             let task = self.snapshot.task(task_name)?.clone();
-            let Some(l) = self.snapshot.labels.get(&(task_name.to_owned(), shard)).cloned() else {
+            let Some(l) = self
+                .snapshot
+                .labels
+                .get(&(task_name.to_owned(), shard))
+                .cloned()
+            else {
                 labels.insert(task_name.to_owned(), vec![None; images.len()]);
                 continue;
             };
-            let batches = self.read_batches(&l.path, Some(l.bytes), Some(vec![row_group]), None).await?;
+            let batches = self
+                .read_batches(&l.path, Some(l.bytes), Some(vec![row_group]), None)
+                .await?;
             let loc = Location::file(&l.path);
             let mut ids = Vec::new();
             let mut values = Vec::new();
@@ -139,7 +158,9 @@ impl Dataset {
                 ids.extend(i);
                 values.extend(v);
             }
-            if let Some(row) = (0..ids.len().max(images.len())).find(|&r| ids.get(r) != images.get(r).map(|i| &i.image_id)) {
+            if let Some(row) = (0..ids.len().max(images.len()))
+                .find(|&r| ids.get(r) != images.get(r).map(|i| &i.image_id))
+            {
                 return Err(Error::Misaligned {
                     location: loc.at(first_row as usize + row, ids.get(row).map(|s| s.as_str())),
                     shard,
@@ -151,7 +172,13 @@ impl Dataset {
             }
             labels.insert(task_name.to_owned(), values);
         }
-        Ok(RowGroupData { shard, row_group, first_row, images, labels })
+        Ok(RowGroupData {
+            shard,
+            row_group,
+            first_row,
+            images,
+            labels,
+        })
     }
 }
 
@@ -166,10 +193,14 @@ fn image_records(batches: &[RecordBatch], loc: &Location) -> Result<Vec<ImageRec
         let height = normalize_column(b, "height", &DataType::UInt32, loc, false)?;
         for i in 0..b.num_rows() {
             let s = |c: &Option<arrow_array::ArrayRef>| {
-                c.as_ref().filter(|c| !c.is_null(i)).map(|c| c.as_string::<i32>().value(i).to_owned())
+                c.as_ref()
+                    .filter(|c| !c.is_null(i))
+                    .map(|c| c.as_string::<i32>().value(i).to_owned())
             };
             let n = |c: &Option<arrow_array::ArrayRef>| {
-                c.as_ref().filter(|c| !c.is_null(i)).map_or(0, |c| c.as_primitive::<UInt32Type>().value(i))
+                c.as_ref()
+                    .filter(|c| !c.is_null(i))
+                    .map_or(0, |c| c.as_primitive::<UInt32Type>().value(i))
             };
             out.push(ImageRecord {
                 image_id: ids.value(i).to_owned(),

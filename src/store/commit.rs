@@ -24,7 +24,10 @@ pub struct Transaction {
 impl Transaction {
     /// An empty transaction for `operation`.
     pub fn new(operation: impl Into<String>) -> Self {
-        Self { operation: operation.into(), actions: Vec::new() }
+        Self {
+            operation: operation.into(),
+            actions: Vec::new(),
+        }
     }
 
     /// Adds an action.
@@ -58,12 +61,18 @@ impl Transaction {
                     }
                 },
                 Action::AddImages(a) => {
-                    out.push(Action::AddImages(AddImages { shard: next, ..a.clone() }));
+                    out.push(Action::AddImages(AddImages {
+                        shard: next,
+                        ..a.clone()
+                    }));
                     next += 1;
                 }
                 Action::AddLabels(l) => {
                     if !snap.tasks.contains_key(&l.task) && !new_tasks.contains_key(&l.task) {
-                        return Err(snap.task(&l.task).err().unwrap_or_else(|| conflict("unknown task".into())));
+                        return Err(snap
+                            .task(&l.task)
+                            .err()
+                            .unwrap_or_else(|| conflict("unknown task".into())));
                     }
                     let shard = snap.shard(l.shard)?;
                     if shard.rows != l.rows {
@@ -82,7 +91,10 @@ impl Transaction {
                         Some(old) => out.push(Action::Remove(Remove { path: old.path.clone() })),
                         None => {}
                     }
-                    out.push(Action::AddLabels(AddLabels { replace: snap.labels.contains_key(&(l.task.clone(), l.shard)), ..l.clone() }));
+                    out.push(Action::AddLabels(AddLabels {
+                        replace: snap.labels.contains_key(&(l.task.clone(), l.shard)),
+                        ..l.clone()
+                    }));
                 }
                 Action::Remove(r) => {
                     if !snap.is_live(&r.path) {
@@ -127,8 +139,15 @@ impl Dataset {
                 actions,
             };
             let path = layout::join(&self.root, &layout::log_file(version));
-            let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-            match self.store.put_opts(&path, PutPayload::from(commit.to_bytes()), opts).await {
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match self
+                .store
+                .put_opts(&path, PutPayload::from(commit.to_bytes()), opts)
+                .await
+            {
                 Ok(_) => {
                     self.snapshot.apply(&commit, &layout::log_file(version))?;
                     self.maybe_checkpoint().await;
@@ -141,12 +160,15 @@ impl Dataset {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::CommitRetriesExhausted { attempts: max, version: self.snapshot.version + 1 })
+        Err(Error::CommitRetriesExhausted {
+            attempts: max,
+            version: self.snapshot.version + 1,
+        })
     }
 
     async fn maybe_checkpoint(&self) {
         let every = self.options.checkpoint_interval;
-        if every > 0 && self.snapshot.version % every == 0 {
+        if every > 0 && self.snapshot.version.is_multiple_of(every) {
             // A checkpoint only speeds up opening; the commit is already
             // durable, so a failed checkpoint must not fail it. The next
             // interval writes a new one.

@@ -11,7 +11,9 @@ pub const LAST_CHECKPOINT: &str = "_must/last_checkpoint.json";
 
 /// Joins a dataset-relative path (`a/b/c`) onto the root prefix.
 pub fn join(root: &Path, rel: &str) -> Path {
-    rel.split('/').filter(|s| !s.is_empty()).fold(root.clone(), |p, part| p.join(part))
+    rel.split('/')
+        .filter(|s| !s.is_empty())
+        .fold(root.clone(), |p, part| p.join(part))
 }
 
 /// `_must/log/{version:020}.json`.
@@ -54,7 +56,13 @@ mod tests {
         assert_eq!(log_file(7), "_must/log/00000000000000000007.json");
         assert_eq!(version_of(&log_file(123), ".json"), Some(123));
         assert_eq!(version_of("_must/log/7.json", ".json"), None);
-        assert_eq!(version_of("_must/log/00000000000000000007.json.tmp", ".json"), None);
-        assert_eq!(join(&Path::from("a/b"), "images/x.parquet").as_ref(), "a/b/images/x.parquet");
+        assert_eq!(
+            version_of("_must/log/00000000000000000007.json.tmp", ".json"),
+            None
+        );
+        assert_eq!(
+            join(&Path::from("a/b"), "images/x.parquet").as_ref(),
+            "a/b/images/x.parquet"
+        );
     }
 }

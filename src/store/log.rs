@@ -33,7 +33,11 @@ pub async fn list_versions_after(
 }
 
 /// Reads commit `version`; `Ok(None)` when it does not exist.
-pub async fn read_commit(store: &Arc<dyn ObjectStore>, root: &Path, version: u64) -> Result<Option<Commit>> {
+pub async fn read_commit(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    version: u64,
+) -> Result<Option<Commit>> {
     let rel = layout::log_file(version);
     let bytes = match store.get(&layout::join(root, &rel)).await {
         Ok(r) => r.bytes().await?,
@@ -51,13 +55,19 @@ pub async fn read_commit(store: &Arc<dyn ObjectStore>, root: &Path, version: u64
 }
 
 /// Reads the given versions, several requests at a time, in order.
-pub async fn read_commits(store: &Arc<dyn ObjectStore>, root: &Path, versions: &[u64]) -> Result<Vec<Commit>> {
+pub async fn read_commits(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    versions: &[u64],
+) -> Result<Vec<Commit>> {
     futures::stream::iter(versions.iter().copied())
         .map(|v| async move {
-            read_commit(store, root, v).await?.ok_or_else(|| Error::CorruptLog {
-                file: layout::log_file(v),
-                reason: "listed but could not be read".into(),
-            })
+            read_commit(store, root, v)
+                .await?
+                .ok_or_else(|| Error::CorruptLog {
+                    file: layout::log_file(v),
+                    reason: "listed but could not be read".into(),
+                })
         })
         .buffered(16)
         .try_collect()
@@ -66,15 +76,13 @@ pub async fn read_commits(store: &Arc<dyn ObjectStore>, root: &Path, versions: &
 
 /// Checks that `versions` continue `from` without a gap.
 pub fn check_contiguous(from: Option<u64>, versions: &[u64]) -> Result<()> {
-    let mut expect = from.map_or(0, |v| v + 1);
-    for &v in versions {
+    for (expect, &v) in (from.map_or(0, |v| v + 1)..).zip(versions) {
         if v != expect {
             return Err(Error::CorruptLog {
                 file: layout::log_file(expect),
                 reason: format!("missing: the log jumps to version {v}"),
             });
         }
-        expect += 1;
     }
     Ok(())
 }

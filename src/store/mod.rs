@@ -67,7 +67,11 @@ impl Dataset {
     }
 
     /// [`Dataset::init`] with options.
-    pub async fn init_with(url: &str, info: DatasetInfo, options: DatasetOptions) -> Result<Dataset> {
+    pub async fn init_with(
+        url: &str,
+        info: DatasetInfo,
+        options: DatasetOptions,
+    ) -> Result<Dataset> {
         let loc = open_location(url, true)?;
         let commit = Commit {
             version: 0,
@@ -76,9 +80,16 @@ impl Dataset {
             writer: options.writer.clone(),
             actions: vec![Action::Protocol(Protocol::default()), Action::Dataset(info)],
         };
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
         let path = layout::join(&loc.root, &layout::log_file(0));
-        match loc.store.put_opts(&path, PutPayload::from(commit.to_bytes()), opts).await {
+        match loc
+            .store
+            .put_opts(&path, PutPayload::from(commit.to_bytes()), opts)
+            .await
+        {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
                 return Err(Error::DatasetExists { url: loc.url })
@@ -87,7 +98,13 @@ impl Dataset {
         }
         let mut snapshot = Snapshot::default();
         snapshot.apply(&commit, &layout::log_file(0))?;
-        Ok(Dataset { store: loc.store, root: loc.root, url: loc.url, snapshot, options })
+        Ok(Dataset {
+            store: loc.store,
+            root: loc.root,
+            url: loc.url,
+            snapshot,
+            options,
+        })
     }
 
     /// Opens the latest version at `url`.
@@ -101,18 +118,32 @@ impl Dataset {
     }
 
     /// Opens `version` (latest when `None`) with options.
-    pub async fn open_with(url: &str, version: Option<u64>, options: DatasetOptions) -> Result<Dataset> {
+    pub async fn open_with(
+        url: &str,
+        version: Option<u64>,
+        options: DatasetOptions,
+    ) -> Result<Dataset> {
         let loc = open_location(url, false)?;
         Self::open_location(loc, version, options).await
     }
 
     /// Opens a dataset in an already built object store (wrappers, tests).
-    pub async fn open_location(loc: Location, version: Option<u64>, options: DatasetOptions) -> Result<Dataset> {
+    pub async fn open_location(
+        loc: Location,
+        version: Option<u64>,
+        options: DatasetOptions,
+    ) -> Result<Dataset> {
         let snapshot = match version {
             None => load_latest(&loc).await?,
             Some(v) => load_version(&loc, v).await?,
         };
-        Ok(Dataset { store: loc.store, root: loc.root, url: loc.url, snapshot, options })
+        Ok(Dataset {
+            store: loc.store,
+            root: loc.root,
+            url: loc.url,
+            snapshot,
+            options,
+        })
     }
 
     /// Brings this handle to the newest version (reads only new log files).
@@ -165,14 +196,24 @@ impl Dataset {
 
     /// Uploads a new data file under a fresh name; never overwrites.
     pub async fn put_data_file(&self, rel: &str, bytes: bytes::Bytes) -> Result<()> {
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        self.store.put_opts(&self.object_path(rel), PutPayload::from(bytes), opts).await?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&self.object_path(rel), PutPayload::from(bytes), opts)
+            .await?;
         Ok(())
     }
 
     /// Reads a whole data file.
     pub async fn get_file(&self, rel: &str) -> Result<bytes::Bytes> {
-        Ok(self.store.get(&self.object_path(rel)).await?.bytes().await?)
+        Ok(self
+            .store
+            .get(&self.object_path(rel))
+            .await?
+            .bytes()
+            .await?)
     }
 
     /// Every commit from 0 to this handle's version, in order.
@@ -186,16 +227,25 @@ async fn load_latest(loc: &Location) -> Result<Snapshot> {
     let hinted = match checkpoint::read_hint(&loc.store, &loc.root).await {
         Ok(Some(v)) => Some(v),
         // No or unreadable hint: one listing finds the newest checkpoint.
-        _ => checkpoint::list(&loc.store, &loc.root).await?.last().copied(),
+        _ => checkpoint::list(&loc.store, &loc.root)
+            .await?
+            .last()
+            .copied(),
     };
+    // A checkpoint this build cannot decode (another writer's layout, a
+    // damaged file) is skipped: the log is complete, so replay it instead.
     let mut snap = match hinted {
-        Some(v) => checkpoint::read(&loc.store, &loc.root, v).await?,
+        Some(v) => checkpoint::read(&loc.store, &loc.root, v)
+            .await
+            .unwrap_or(None),
         None => None,
     };
     let after = snap.as_ref().map(|s| s.version);
     let versions = log::list_versions_after(&loc.store, &loc.root, after).await?;
     if after.is_none() && versions.first() != Some(&0) {
-        return Err(Error::NotADataset { url: loc.url.clone() });
+        return Err(Error::NotADataset {
+            url: loc.url.clone(),
+        });
     }
     log::check_contiguous(after, &versions)?;
     let mut state = snap.take().unwrap_or_default();
@@ -206,20 +256,29 @@ async fn load_latest(loc: &Location) -> Result<Snapshot> {
 }
 
 async fn load_version(loc: &Location, version: u64) -> Result<Snapshot> {
-    let base = checkpoint::list(&loc.store, &loc.root).await?.into_iter().rfind(|v| *v <= version);
+    let base = checkpoint::list(&loc.store, &loc.root)
+        .await?
+        .into_iter()
+        .rfind(|v| *v <= version);
     let (mut state, start) = match base {
-        Some(v) => match checkpoint::read(&loc.store, &loc.root, v).await? {
-            Some(s) => (s, v + 1),
-            None => (Snapshot::default(), 0),
+        Some(v) => match checkpoint::read(&loc.store, &loc.root, v).await {
+            Ok(Some(s)) => (s, v + 1),
+            _ => (Snapshot::default(), 0),
         },
         None => (Snapshot::default(), 0),
     };
     for v in start..=version {
         let Some(commit) = log::read_commit(&loc.store, &loc.root, v).await? else {
             if v == 0 {
-                return Err(Error::NotADataset { url: loc.url.clone() });
+                return Err(Error::NotADataset {
+                    url: loc.url.clone(),
+                });
             }
-            let latest = log::list_versions_after(&loc.store, &loc.root, None).await?.last().copied().unwrap_or(0);
+            let latest = log::list_versions_after(&loc.store, &loc.root, None)
+                .await?
+                .last()
+                .copied()
+                .unwrap_or(0);
             return Err(Error::NoSuchVersion { version, latest });
         };
         state.apply(&commit, &layout::log_file(v))?;

@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    Action, AddImages, AddLabels, Commit, DatasetInfo, Protocol, TaskDef, FEATURES,
-    READER_VERSION,
+    Action, AddImages, AddLabels, Commit, DatasetInfo, Protocol, TaskDef, FEATURES, READER_VERSION,
 };
 
 /// The live state of a dataset as of `version`.
@@ -49,7 +48,10 @@ pub fn check_protocol(p: &Protocol, file: &str) -> Result<()> {
 impl Snapshot {
     /// Applies one action read from `file`. A log that contradicts itself is corrupt.
     pub fn apply_action(&mut self, action: &Action, file: &str) -> Result<()> {
-        let corrupt = |reason: String| Error::CorruptLog { file: file.to_owned(), reason };
+        let corrupt = |reason: String| Error::CorruptLog {
+            file: file.to_owned(),
+            reason,
+        };
         match action {
             Action::Protocol(p) => {
                 check_protocol(p, file)?;
@@ -84,7 +86,10 @@ impl Snapshot {
                     return Err(corrupt(format!("labels for undefined task {:?}", l.task)));
                 }
                 if !self.images.contains_key(&l.shard) {
-                    return Err(corrupt(format!("labels of task {:?} for missing image shard {}", l.task, l.shard)));
+                    return Err(corrupt(format!(
+                        "labels of task {:?} for missing image shard {}",
+                        l.task, l.shard
+                    )));
                 }
                 let key = (l.task.clone(), l.shard);
                 if self.labels.contains_key(&key) && !l.replace {
@@ -96,7 +101,12 @@ impl Snapshot {
                 self.labels.insert(key, l.clone());
             }
             Action::Remove(r) => {
-                if let Some(shard) = self.images.iter().find(|(_, a)| a.path == r.path).map(|(k, _)| *k) {
+                if let Some(shard) = self
+                    .images
+                    .iter()
+                    .find(|(_, a)| a.path == r.path)
+                    .map(|(k, _)| *k)
+                {
                     self.images.remove(&shard);
                     self.labels.retain(|(_, s), _| *s != shard);
                 } else {
@@ -119,7 +129,10 @@ impl Snapshot {
 
     /// The live actions that rebuild this state (what a checkpoint stores).
     pub fn live_actions(&self) -> Vec<Action> {
-        let mut out = vec![Action::Protocol(self.protocol.clone()), Action::Dataset(self.info.clone())];
+        let mut out = vec![
+            Action::Protocol(self.protocol.clone()),
+            Action::Dataset(self.info.clone()),
+        ];
         out.extend(self.tasks.values().cloned().map(Action::Task));
         out.extend(self.images.values().cloned().map(Action::AddImages));
         out.extend(self.labels.values().cloned().map(|mut l| {

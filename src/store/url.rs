@@ -32,12 +32,19 @@ fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
 /// store per NAME, shared by every open), `s3://`, `gs://` or `az://`.
 /// With `create`, a missing local folder is created.
 pub fn open_location(url: &str, create: bool) -> Result<Location> {
-    let invalid = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+    let invalid = |reason: String| Error::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
     if let Some(name) = url.strip_prefix("memory://") {
         let (bucket, prefix) = name.split_once('/').unwrap_or((name, ""));
         let mut stores = memory_stores().lock().unwrap_or_else(|e| e.into_inner());
         let store = stores.entry(bucket.to_owned()).or_default().clone();
-        return Ok(Location { store, root: Path::from(prefix), url: url.to_owned() });
+        return Ok(Location {
+            store,
+            root: Path::from(prefix),
+            url: url.to_owned(),
+        });
     }
     let scheme = url.split_once("://").map(|(s, _)| s);
     match scheme {
@@ -50,16 +57,23 @@ pub fn open_location(url: &str, create: bool) -> Result<Location> {
                 None => std::path::PathBuf::from(url),
             };
             if create {
-                std::fs::create_dir_all(&local).map_err(|e| Error::io(local.display().to_string(), e))?;
+                std::fs::create_dir_all(&local)
+                    .map_err(|e| Error::io(local.display().to_string(), e))?;
             }
             let abs = std::path::absolute(&local).map_err(|e| Error::io(url, e))?;
             if !abs.is_dir() {
-                return Err(Error::NotADataset { url: abs.display().to_string() });
+                return Err(Error::NotADataset {
+                    url: abs.display().to_string(),
+                });
             }
             let store = LocalFileSystem::new_with_prefix(&abs)
                 .map_err(|e| invalid(e.to_string()))?
                 .with_automatic_cleanup(false);
-            Ok(Location { store: Arc::new(store), root: Path::default(), url: abs.display().to_string() })
+            Ok(Location {
+                store: Arc::new(store),
+                root: Path::default(),
+                url: abs.display().to_string(),
+            })
         }
         Some(s) => cloud(url, s).map_err(|e| match e {
             Error::InvalidUrl { .. } => e,
@@ -70,7 +84,10 @@ pub fn open_location(url: &str, create: bool) -> Result<Location> {
 
 #[cfg(feature = "cloud")]
 fn cloud(url: &str, scheme: &str) -> Result<Location> {
-    let invalid = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+    let invalid = |reason: String| Error::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
     let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
     let store: Arc<dyn ObjectStore> = match scheme {
         "s3" | "s3a" => Arc::new(
@@ -94,8 +111,16 @@ fn cloud(url: &str, scheme: &str) -> Result<Location> {
         other => return Err(invalid(format!("unsupported scheme {other:?}"))),
     };
     let root = Path::from(parsed.path().trim_start_matches('/'));
-    let shown = format!("{scheme}://{}{}", parsed.host_str().unwrap_or_default(), parsed.path());
-    Ok(Location { store, root, url: shown.trim_end_matches('/').to_owned() })
+    let shown = format!(
+        "{scheme}://{}{}",
+        parsed.host_str().unwrap_or_default(),
+        parsed.path()
+    );
+    Ok(Location {
+        store,
+        root,
+        url: shown.trim_end_matches('/').to_owned(),
+    })
 }
 
 #[cfg(not(feature = "cloud"))]

@@ -34,18 +34,26 @@ pub fn check_label_file(
     file: &str,
 ) -> Result<LabelFileReport> {
     let loc = Location::file(file);
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::parquet(file, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::parquet(file, e))?;
     let meta = builder.metadata().clone();
     if let Some(kv) = meta.file_metadata().key_value_metadata() {
         let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
         if let Some(table) = get(META_TABLE) {
             if table != "labels" {
-                return Err(Error::schema(loc, format!("{META_TABLE} is {table:?}, not \"labels\"")));
+                return Err(Error::schema(
+                    loc,
+                    format!("{META_TABLE} is {table:?}, not \"labels\""),
+                ));
             }
         }
         if let Some(text) = get(META_TASK) {
-            let theirs: TaskDef = serde_json::from_str(&text)
-                .map_err(|e| Error::schema(loc.clone(), format!("{META_TASK} is not a task definition: {e}")))?;
+            let theirs: TaskDef = serde_json::from_str(&text).map_err(|e| {
+                Error::schema(
+                    loc.clone(),
+                    format!("{META_TASK} is not a task definition: {e}"),
+                )
+            })?;
             if theirs.name != task.name || theirs.kind.name() != task.kind.name() {
                 return Err(Error::schema(
                     loc,
@@ -60,17 +68,41 @@ pub fn check_label_file(
             }
         }
     }
-    let groups: Vec<u64> = meta.row_groups().iter().map(|g| g.num_rows() as u64).collect();
+    let groups: Vec<u64> = meta
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows() as u64)
+        .collect();
     let rows: u64 = groups.iter().sum();
-    let misaligned = |location: Location, reason: String| Error::Misaligned { location, shard, reason };
+    let misaligned = |location: Location, reason: String| Error::Misaligned {
+        location,
+        shard,
+        reason,
+    };
     if rows != ids.len() as u64 {
-        return Err(misaligned(loc, format!("the file has {rows} rows, the image shard has {}", ids.len())));
+        return Err(misaligned(
+            loc,
+            format!(
+                "the file has {rows} rows, the image shard has {}",
+                ids.len()
+            ),
+        ));
     }
     if groups != row_groups {
-        return Err(misaligned(loc, format!("row groups of {groups:?} rows, the image shard has {row_groups:?}")));
+        return Err(misaligned(
+            loc,
+            format!("row groups of {groups:?} rows, the image shard has {row_groups:?}"),
+        ));
     }
-    let position: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
-    let reader = builder.with_batch_size(8192).build().map_err(|e| Error::parquet(file, e))?;
+    let position: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let reader = builder
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| Error::parquet(file, e))?;
     let mut row = 0usize;
     let mut labeled = 0u64;
     for batch in reader {
@@ -80,7 +112,10 @@ pub fn check_label_file(
             let r = row + i;
             if *id != ids[r] {
                 let reason = match position.get(id.as_str()) {
-                    Some(s) => format!("image_id is at row {s} of the image shard (another order); expected {:?}", ids[r]),
+                    Some(s) => format!(
+                        "image_id is at row {s} of the image shard (another order); expected {:?}",
+                        ids[r]
+                    ),
                     None => format!("image_id is not in the image shard; expected {:?}", ids[r]),
                 };
                 return Err(misaligned(loc.at(r, Some(id)), reason));
@@ -92,5 +127,9 @@ pub fn check_label_file(
         }
         row += batch.num_rows();
     }
-    Ok(LabelFileReport { rows, labeled, row_groups: groups })
+    Ok(LabelFileReport {
+        rows,
+        labeled,
+        row_groups: groups,
+    })
 }

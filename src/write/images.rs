@@ -29,7 +29,12 @@ pub struct ImageShardOptions {
 
 impl Default for ImageShardOptions {
     fn default() -> Self {
-        Self { row_group_bytes: 64 << 20, row_group_rows: 4096, shard_bytes: 512 << 20, shard_rows: 100_000 }
+        Self {
+            row_group_bytes: 64 << 20,
+            row_group_rows: 4096,
+            shard_bytes: 512 << 20,
+            shard_rows: 100_000,
+        }
     }
 }
 
@@ -59,7 +64,12 @@ struct Group {
 impl ImageShardWriter {
     /// A new, empty shard.
     pub fn new(options: ImageShardOptions) -> Result<Self> {
-        let props = blob_column(base_properties("images", vec![]), "image", Compression::UNCOMPRESSED).build();
+        let props = blob_column(
+            base_properties("images", vec![]),
+            "image",
+            Compression::UNCOMPRESSED,
+        )
+        .build();
         let writer = ArrowWriter::try_new(Vec::new(), Arc::new(image_schema()), Some(props))
             .map_err(|e| Error::parquet("image shard writer", e))?;
         Ok(Self {
@@ -75,8 +85,15 @@ impl ImageShardWriter {
 
     fn check_id(&mut self, image_id: &str) -> Result<()> {
         if image_id.is_empty() || !self.ids.insert(image_id.to_owned()) {
-            let why = if image_id.is_empty() { "empty image_id" } else { "image_id appears twice in the shard" };
-            return Err(Error::value(Location::file("image shard writer").at(self.rows() as usize, Some(image_id)), why));
+            let why = if image_id.is_empty() {
+                "empty image_id"
+            } else {
+                "image_id appears twice in the shard"
+            };
+            return Err(Error::value(
+                Location::file("image shard writer").at(self.rows() as usize, Some(image_id)),
+                why,
+            ));
         }
         Ok(())
     }
@@ -84,7 +101,10 @@ impl ImageShardWriter {
     /// Adds an encoded image; width and height come from its header.
     /// Returns them. `image_id` must be new to this shard.
     pub fn add_image(&mut self, image_id: &str, source: &str, bytes: &[u8]) -> Result<(u32, u32)> {
-        let (_, w, h) = sniff_image(bytes).map_err(|reason| Error::NotAnImage { file: image_id.to_owned(), reason })?;
+        let (_, w, h) = sniff_image(bytes).map_err(|reason| Error::NotAnImage {
+            file: image_id.to_owned(),
+            reason,
+        })?;
         self.check_id(image_id)?;
         let g = &mut self.group;
         g.id.append_value(image_id);
@@ -98,7 +118,14 @@ impl ImageShardWriter {
     }
 
     /// Adds an image stored elsewhere, by URI, with its known size.
-    pub fn add_uri(&mut self, image_id: &str, source: &str, uri: &str, width: u32, height: u32) -> Result<()> {
+    pub fn add_uri(
+        &mut self,
+        image_id: &str,
+        source: &str,
+        uri: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<()> {
         if width == 0 || height == 0 || uri.is_empty() {
             return Err(Error::value(
                 Location::file("image shard writer").at(self.rows() as usize, Some(image_id)),
@@ -121,7 +148,9 @@ impl ImageShardWriter {
         self.group.rows += 1;
         self.group.bytes += bytes;
         self.bytes += bytes;
-        if self.group.bytes >= self.options.row_group_bytes || self.group.rows >= self.options.row_group_rows {
+        if self.group.bytes >= self.options.row_group_bytes
+            || self.group.rows >= self.options.row_group_rows
+        {
             self.flush_group()?;
         }
         Ok(())
@@ -140,7 +169,8 @@ impl ImageShardWriter {
             Arc::new(g.width.finish()),
             Arc::new(g.height.finish()),
         ];
-        let batch = RecordBatch::try_new(Arc::new(image_schema()), cols).map_err(|e| Error::arrow("image shard writer", e))?;
+        let batch = RecordBatch::try_new(Arc::new(image_schema()), cols)
+            .map_err(|e| Error::arrow("image shard writer", e))?;
         let err = |e| Error::parquet("image shard writer", e);
         self.writer.write(&batch).map_err(err)?;
         self.writer.flush().map_err(err)?;
@@ -167,7 +197,16 @@ impl ImageShardWriter {
     pub fn finish(mut self) -> Result<EncodedFile> {
         self.flush_group()?;
         let rows = self.rows();
-        let bytes = self.writer.into_inner().map_err(|e| Error::parquet("image shard writer", e))?;
-        Ok(EncodedFile { bytes: bytes.into(), rows, row_groups: self.row_groups, sources: self.sources, labeled: 0 })
+        let bytes = self
+            .writer
+            .into_inner()
+            .map_err(|e| Error::parquet("image shard writer", e))?;
+        Ok(EncodedFile {
+            bytes: bytes.into(),
+            rows,
+            row_groups: self.row_groups,
+            sources: self.sources,
+            labeled: 0,
+        })
     }
 }

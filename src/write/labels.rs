@@ -32,12 +32,26 @@ impl LabelWriter {
         if row_groups.iter().sum::<u64>() != ids.len() as u64 {
             return Err(Error::value(
                 Location::file(format!("image shard {shard}")),
-                format!("row groups {row_groups:?} do not add up to {} ids", ids.len()),
+                format!(
+                    "row groups {row_groups:?} do not add up to {} ids",
+                    ids.len()
+                ),
             ));
         }
-        let index = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
+        let index = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
         let labels = vec![None; ids.len()];
-        Ok(Self { task, shard, ids, row_groups, index, labels })
+        Ok(Self {
+            task,
+            shard,
+            ids,
+            row_groups,
+            index,
+            labels,
+        })
     }
 
     /// A writer for image shard `shard` of `ds`, reading its image ids.
@@ -64,14 +78,20 @@ impl LabelWriter {
     }
 
     fn location(&self, row: usize) -> Location {
-        Location::file(format!("labels of task {:?} for image shard {}", self.task.name, self.shard))
-            .at(row, self.ids.get(row).map(|s| s.as_str()))
+        Location::file(format!(
+            "labels of task {:?} for image shard {}",
+            self.task.name, self.shard
+        ))
+        .at(row, self.ids.get(row).map(|s| s.as_str()))
     }
 
     /// Sets the label of row `row` after checking every value.
     pub fn set_row(&mut self, row: usize, label: Label) -> Result<()> {
         if row >= self.ids.len() {
-            return Err(Error::value(self.location(row), format!("the shard has {} rows", self.ids.len())));
+            return Err(Error::value(
+                self.location(row),
+                format!("the shard has {} rows", self.ids.len()),
+            ));
         }
         label.validate(&self.task, &self.location(row))?;
         self.labels[row] = Some(label);
@@ -82,7 +102,11 @@ impl LabelWriter {
     pub fn set(&mut self, image_id: &str, label: Label) -> Result<()> {
         let row = *self.index.get(image_id).ok_or_else(|| {
             Error::value(
-                Location { image_id: Some(image_id.to_owned()), ..self.location(0) }.clone_without_row(),
+                Location {
+                    image_id: Some(image_id.to_owned()),
+                    ..self.location(0)
+                }
+                .clone_without_row(),
                 format!("image_id is not in image shard {}", self.shard),
             )
         })?;
@@ -91,24 +115,40 @@ impl LabelWriter {
 
     /// Writes the file: one row group per row group of the shard.
     pub fn finish(self) -> Result<EncodedFile> {
-        let file = format!("labels of task {:?} for image shard {}", self.task.name, self.shard);
-        let with_conf = self
-            .labels
-            .iter()
-            .any(|l| matches!(l, Some(Label::Segmentation(SegMap { confidence: Some(_), .. }))));
+        let file = format!(
+            "labels of task {:?} for image shard {}",
+            self.task.name, self.shard
+        );
+        let with_conf = self.labels.iter().any(|l| {
+            matches!(
+                l,
+                Some(Label::Segmentation(SegMap {
+                    confidence: Some(_),
+                    ..
+                }))
+            )
+        });
         let schema = std::sync::Arc::new(label_schema(&self.task, with_conf));
-        let mut props = base_properties("labels", vec![KeyValue::new(META_TASK.into(), self.task.to_json())]);
+        let mut props = base_properties(
+            "labels",
+            vec![KeyValue::new(META_TASK.into(), self.task.to_json())],
+        );
         for blob in ["mask", "depth", "confidence"] {
             if schema.field_with_name(blob).is_ok() {
                 props = blob_column(props, blob, Compression::ZSTD(ZstdLevel::default()));
             }
         }
-        let mut writer =
-            ArrowWriter::try_new(Vec::new(), schema, Some(props.build())).map_err(|e| Error::parquet(&file, e))?;
+        let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props.build()))
+            .map_err(|e| Error::parquet(&file, e))?;
         let mut start = 0usize;
         for &n in &self.row_groups {
             let end = start + n as usize;
-            let batch = labels_to_batch(&self.task, &self.ids[start..end], &self.labels[start..end], with_conf)?;
+            let batch = labels_to_batch(
+                &self.task,
+                &self.ids[start..end],
+                &self.labels[start..end],
+                with_conf,
+            )?;
             writer.write(&batch).map_err(|e| Error::parquet(&file, e))?;
             writer.flush().map_err(|e| Error::parquet(&file, e))?;
             start = end;
@@ -126,6 +166,9 @@ impl LabelWriter {
 
 impl Location {
     fn clone_without_row(&self) -> Location {
-        Location { row: None, ..self.clone() }
+        Location {
+            row: None,
+            ..self.clone()
+        }
     }
 }

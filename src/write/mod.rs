@@ -19,7 +19,7 @@ pub use images::{ImageShardOptions, ImageShardWriter};
 pub use labels::LabelWriter;
 
 use crate::error::Result;
-use crate::format::{AddImages, AddLabels};
+use crate::format::{Action, AddImages, AddLabels};
 use crate::store::{layout, Dataset, Transaction};
 
 /// A finished Parquet file, ready to upload.
@@ -48,7 +48,10 @@ impl EncodedFile {
 /// broken readers), and ZSTD everywhere except where set otherwise.
 pub(crate) fn base_properties(table: &str, extra: Vec<KeyValue>) -> WriterPropertiesBuilder {
     let mut kv = vec![
-        KeyValue::new(crate::format::META_FORMAT_VERSION.into(), crate::format::FORMAT_VERSION.to_owned()),
+        KeyValue::new(
+            crate::format::META_FORMAT_VERSION.into(),
+            crate::format::FORMAT_VERSION.to_owned(),
+        ),
         KeyValue::new(crate::format::META_TABLE.into(), table.to_owned()),
     ];
     kv.extend(extra);
@@ -62,7 +65,11 @@ pub(crate) fn base_properties(table: &str, extra: Vec<KeyValue>) -> WriterProper
 }
 
 /// Blob settings: no dictionary, no statistics, given compression.
-pub(crate) fn blob_column(b: WriterPropertiesBuilder, name: &str, compression: Compression) -> WriterPropertiesBuilder {
+pub(crate) fn blob_column(
+    b: WriterPropertiesBuilder,
+    name: &str,
+    compression: Compression,
+) -> WriterPropertiesBuilder {
     let col = ColumnPath::from(name);
     b.set_column_compression(col.clone(), compression)
         .set_column_dictionary_enabled(col.clone(), false)
@@ -74,7 +81,7 @@ impl Dataset {
     /// Uploads an image shard and commits it; returns the action with its assigned shard id.
     pub async fn add_image_shard(&mut self, file: EncodedFile) -> Result<AddImages> {
         let path = layout::new_image_file();
-        let action = AddImages {
+        let action = Action::AddImages(AddImages {
             shard: 0,
             path: path.clone(),
             rows: file.rows,
@@ -82,36 +89,45 @@ impl Dataset {
             checksum: file.checksum(),
             row_groups: file.row_groups.clone(),
             sources: file.sources.clone(),
-        };
-        self.put_data_file(&path, file.bytes).await?;
-        let commit = self
-            .commit(Transaction::new("ingest").with(crate::format::Action::AddImages(action)))
-            .await?;
-        commit
-            .actions
-            .into_iter()
-            .find_map(|a| match a {
-                crate::format::Action::AddImages(a) => Some(a),
-                _ => None,
-            })
-            .ok_or_else(|| unreachable_commit())
+        });
+        match self
+            .upload_and_commit("ingest", &path, file.bytes, action)
+            .await?
+        {
+            Action::AddImages(a) => Ok(a),
+            _ => Err(lost_action()),
+        }
     }
 
     /// Uploads a label file of `task` for image shard `shard` and commits it.
     /// The file must already be checked (as [`LabelWriter`] and
     /// [`check_label_file`] do).
-    pub async fn add_label_file(&mut self, task: &str, shard: u64, file: EncodedFile, replace: bool) -> Result<AddLabels> {
+    pub async fn add_label_file(
+        &mut self,
+        task: &str,
+        shard: u64,
+        file: EncodedFile,
+        replace: bool,
+    ) -> Result<AddLabels> {
         self.snapshot.task(task)?;
         self.snapshot.shard(shard)?;
-        if let Some(old) = self.snapshot.labels.get(&(task.to_owned(), shard)).filter(|_| !replace) {
+        if let Some(old) = self
+            .snapshot
+            .labels
+            .get(&(task.to_owned(), shard))
+            .filter(|_| !replace)
+        {
             // Refuse before uploading, so that a refused file leaves no orphan.
             return Err(crate::Error::Conflict {
                 version: self.snapshot.version,
-                reason: format!("task {task:?} already has labels for image shard {shard} ({}); use replace to relabel", old.path),
+                reason: format!(
+                    "task {task:?} already has labels for image shard {shard} ({}); use replace to relabel",
+                    old.path
+                ),
             });
         }
         let path = layout::new_label_file(task);
-        let action = AddLabels {
+        let action = Action::AddLabels(AddLabels {
             task: task.to_owned(),
             shard,
             path: path.clone(),
@@ -120,22 +136,43 @@ impl Dataset {
             checksum: file.checksum(),
             labeled: file.labeled,
             replace,
-        };
-        self.put_data_file(&path, file.bytes).await?;
+        });
+        match self
+            .upload_and_commit("add-labels", &path, file.bytes, action)
+            .await?
+        {
+            Action::AddLabels(a) => Ok(a),
+            _ => Err(lost_action()),
+        }
+    }
+
+    /// Data file first, under its fresh name; then the commit that makes it
+    /// part of the dataset. Returns the committed form of `action`.
+    async fn upload_and_commit(
+        &mut self,
+        operation: &str,
+        path: &str,
+        bytes: Bytes,
+        action: Action,
+    ) -> Result<Action> {
+        self.put_data_file(path, bytes).await?;
         let commit = self
-            .commit(Transaction::new("add-labels").with(crate::format::Action::AddLabels(action)))
+            .commit(Transaction::new(operation).with(action))
             .await?;
         commit
             .actions
             .into_iter()
-            .find_map(|a| match a {
-                crate::format::Action::AddLabels(a) => Some(a),
-                _ => None,
+            .find(|a| {
+                matches!(a, Action::AddImages(x) if x.path == path)
+                    || matches!(a, Action::AddLabels(x) if x.path == path)
             })
-            .ok_or_else(|| unreachable_commit())
+            .ok_or_else(lost_action)
     }
 }
 
-fn unreachable_commit() -> crate::Error {
-    crate::Error::Conflict { version: 0, reason: "the commit lost its own action".into() }
+fn lost_action() -> crate::Error {
+    crate::Error::Conflict {
+        version: 0,
+        reason: "the commit lost its own action".into(),
+    }
 }

@@ -31,20 +31,29 @@ fn pyarrow_and_duckdb_read_what_rust_wrote() {
         let t = TaskDef::from_json(t).unwrap();
         rt.block_on(ds.define_task(t.clone())).unwrap();
         for shard in [0, 1] {
-            let mut w = rt.block_on(LabelWriter::for_shard(&ds, &t.name, shard)).unwrap();
+            let mut w = rt
+                .block_on(LabelWriter::for_shard(&ds, &t.name, shard))
+                .unwrap();
             for g in 0..3 {
-                let rg = rt.block_on(ds.read_row_group(shard, g, &[], Some(&["width", "height"]))).unwrap();
+                let rg = rt
+                    .block_on(ds.read_row_group(shard, g, &[], Some(&["width", "height"])))
+                    .unwrap();
                 for (j, r) in rg.images.iter().enumerate() {
                     let row = rg.first_row as usize + j;
                     if row != 2 {
-                        w.set(&r.image_id, label_for(&t, row, r.width, r.height)).unwrap();
+                        w.set(&r.image_id, label_for(&t, row, r.width, r.height))
+                            .unwrap();
                     }
                 }
             }
-            rt.block_on(ds.add_label_file(&t.name, shard, w.finish().unwrap(), false)).unwrap();
+            rt.block_on(ds.add_label_file(&t.name, shard, w.finish().unwrap(), false))
+                .unwrap();
         }
     }
-    let out = util::run_python(&[util::tools().join("check_interop.py").to_str().unwrap(), dir.path().to_str().unwrap()]);
+    let out = util::run_python(&[
+        util::tools().join("check_interop.py").to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    ]);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["errors"], Value::Array(vec![]), "{v}");
     assert_eq!(v["rows"], 10);
@@ -75,7 +84,15 @@ fn rust_accepts_the_python_reference_writer_and_pyarrow_types() {
             "--out",
             out.to_str().unwrap(),
         ]);
-        let o = util::must(&["add-labels", root.to_str().unwrap(), "--task", &task.name, "--shard", "0", out.to_str().unwrap()]);
+        let o = util::must(&[
+            "add-labels",
+            root.to_str().unwrap(),
+            "--task",
+            &task.name,
+            "--shard",
+            "0",
+            out.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{}: {}", task.name, util::stderr(&o));
     }
     let ds = rt.block_on(Dataset::open(root.to_str().unwrap())).unwrap();
@@ -84,7 +101,13 @@ fn rust_accepts_the_python_reference_writer_and_pyarrow_types() {
     for g in 0..3 {
         let rg = rt.block_on(ds.read_row_group(0, g, &names, None)).unwrap();
         for (j, rec) in rg.images.iter().enumerate() {
-            rows.push((rec.clone(), names.iter().map(|n| rg.labels[*n][j].clone()).collect::<Vec<_>>()));
+            rows.push((
+                rec.clone(),
+                names
+                    .iter()
+                    .map(|n| rg.labels[*n][j].clone())
+                    .collect::<Vec<_>>(),
+            ));
         }
     }
     assert_eq!(rows.len(), 7);
@@ -95,7 +118,9 @@ fn rust_accepts_the_python_reference_writer_and_pyarrow_types() {
         }
         let (w, h) = (rec.width, rec.height);
         match &labels[2] {
-            Some(Label::Detection(d)) => assert_eq!(d.boxes[0], [0.0, 0.0, w as f32 / 2.0, h as f32 / 2.0]),
+            Some(Label::Detection(d)) => {
+                assert_eq!(d.boxes[0], [0.0, 0.0, w as f32 / 2.0, h as f32 / 2.0])
+            }
             other => panic!("{other:?}"),
         }
         match &labels[3] {
@@ -132,18 +157,24 @@ fn rust_accepts_the_python_reference_writer_and_pyarrow_types() {
     let bytes = std::fs::read(&py_shard).unwrap();
     let mut ds = ds;
     let commit = rt
-        .block_on(ds.commit(Transaction::new("ingest").with(Action::AddImages(AddImages {
-            shard: 0,
-            path: "images/part-from-pyarrow.parquet".into(),
-            rows: 7,
-            bytes: bytes.len() as u64,
-            checksum: checksum_of(&bytes),
-            row_groups: vec![4, 3],
-            sources: [("test".to_string(), 7)].into(),
-        }))))
+        .block_on(ds.commit(
+            Transaction::new("ingest").with(Action::AddImages(AddImages {
+                shard: 0,
+                path: "images/part-from-pyarrow.parquet".into(),
+                rows: 7,
+                bytes: bytes.len() as u64,
+                checksum: checksum_of(&bytes),
+                row_groups: vec![4, 3],
+                sources: [("test".to_string(), 7)].into(),
+            })),
+        ))
         .unwrap();
-    let Action::AddImages(added) = &commit.actions[0] else { panic!() };
-    let rg = rt.block_on(ds.read_row_group(added.shard, 0, &[], None)).unwrap();
+    let Action::AddImages(added) = &commit.actions[0] else {
+        panic!()
+    };
+    let rg = rt
+        .block_on(ds.read_row_group(added.shard, 0, &[], None))
+        .unwrap();
     assert_eq!(rg.images.len(), 4);
     for (a, b) in rg.images.iter().zip(&rows) {
         assert_eq!(a, &b.0, "pyarrow's copy reads the same");

@@ -8,12 +8,24 @@ use serde_json::Value;
 use crate::util;
 
 fn load(rel: &str) -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(rel);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(rel);
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
 }
 
 fn columns(schema: &arrow_schema::Schema) -> Vec<(String, String, bool)> {
-    schema.fields().iter().map(|f| (f.name().clone(), arrow_type_name(f.data_type()), f.is_nullable())).collect()
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            (
+                f.name().clone(),
+                arrow_type_name(f.data_type()),
+                f.is_nullable(),
+            )
+        })
+        .collect()
 }
 
 fn from_file(cols: &Value, num_classes: u32) -> Vec<(String, String, bool)> {
@@ -21,8 +33,15 @@ fn from_file(cols: &Value, num_classes: u32) -> Vec<(String, String, bool)> {
         .unwrap()
         .iter()
         .map(|c| {
-            let ty = c["type"].as_str().unwrap().replace("num_classes", &num_classes.to_string());
-            (c["name"].as_str().unwrap().to_owned(), ty, c["nullable"].as_bool().unwrap())
+            let ty = c["type"]
+                .as_str()
+                .unwrap()
+                .replace("num_classes", &num_classes.to_string());
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                ty,
+                c["nullable"].as_bool().unwrap(),
+            )
         })
         .collect()
 }
@@ -38,11 +57,31 @@ fn arrow_schemas_match_schemas_folder() {
     let labels = load("arrow/labels.json");
     let kinds = &labels["kinds"];
     let cases = [
-        ("classification_topk", r#"{"name":"c","kind":"classification","num_classes":7,"encoding":"topk"}"#, false),
-        ("classification_dense", r#"{"name":"c","kind":"classification","num_classes":7,"encoding":"dense"}"#, false),
-        ("detection", r#"{"name":"d","kind":"detection","num_classes":7}"#, false),
-        ("segmentation", r#"{"name":"s","kind":"segmentation","num_classes":7,"dtype":"u8"}"#, true),
-        ("depth", r#"{"name":"z","kind":"depth","representation":"relative"}"#, false),
+        (
+            "classification_topk",
+            r#"{"name":"c","kind":"classification","num_classes":7,"encoding":"topk"}"#,
+            false,
+        ),
+        (
+            "classification_dense",
+            r#"{"name":"c","kind":"classification","num_classes":7,"encoding":"dense"}"#,
+            false,
+        ),
+        (
+            "detection",
+            r#"{"name":"d","kind":"detection","num_classes":7}"#,
+            false,
+        ),
+        (
+            "segmentation",
+            r#"{"name":"s","kind":"segmentation","num_classes":7,"dtype":"u8"}"#,
+            true,
+        ),
+        (
+            "depth",
+            r#"{"name":"z","kind":"depth","representation":"relative"}"#,
+            false,
+        ),
     ];
     for (key, def, optional_conf) in cases {
         let t = task(def);
@@ -50,25 +89,49 @@ fn arrow_schemas_match_schemas_folder() {
         assert_eq!(columns(&label_schema(&t, optional_conf)), want, "{key}");
         if optional_conf {
             // Without confidence: the same columns less the optional one.
-            let opt: Vec<_> = kinds[key].as_array().unwrap().iter().filter(|c| c["optional"] != Value::Bool(true)).cloned().collect();
-            assert_eq!(columns(&label_schema(&t, false)), from_file(&Value::Array(opt), 7));
+            let opt: Vec<_> = kinds[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["optional"] != Value::Bool(true))
+                .cloned()
+                .collect();
+            assert_eq!(
+                columns(&label_schema(&t, false)),
+                from_file(&Value::Array(opt), 7)
+            );
         }
     }
-    assert_eq!(kinds.as_object().unwrap().len(), cases.len(), "every kind in schemas/ is checked");
+    assert_eq!(
+        kinds.as_object().unwrap().len(),
+        cases.len(),
+        "every kind in schemas/ is checked"
+    );
 }
 
 /// Resolves `$ref`s to sibling files of `schemas/`.
 struct SchemasFolder;
 
 impl jsonschema::Retrieve for SchemasFolder {
-    fn retrieve(&self, uri: &jsonschema::Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        let name = uri.as_str().rsplit('/').next().unwrap_or_default().to_owned();
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        let name = uri
+            .as_str()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         Ok(load(&name))
     }
 }
 
 fn validator(name: &str) -> jsonschema::Validator {
-    jsonschema::options().with_retriever(SchemasFolder).build(&load(name)).unwrap()
+    jsonschema::options()
+        .with_retriever(SchemasFolder)
+        .build(&load(name))
+        .unwrap()
 }
 
 #[test]
@@ -84,7 +147,10 @@ fn task_definitions_agree_with_json_schema() {
     for g in good {
         let t = task(g);
         let written: Value = serde_json::from_str(&t.to_json()).unwrap();
-        assert!(v.is_valid(&written), "schema refuses what Rust writes: {written}");
+        assert!(
+            v.is_valid(&written),
+            "schema refuses what Rust writes: {written}"
+        );
     }
     let bad = [
         r#"{"name":"Bad Name","kind":"depth","representation":"relative"}"#,
@@ -104,19 +170,27 @@ fn commits_written_by_rust_agree_with_json_schema() {
     let dir = tempfile::tempdir().unwrap();
     let rt = util::rt();
     let mut ds = util::dataset_with_images(&rt, dir.path(), 6, 3, 2);
-    let t = task(r#"{"name":"cls","kind":"classification","num_classes":4,"encoding":"topk","teacher":"ground-truth"}"#);
+    let t = task(
+        r#"{"name":"cls","kind":"classification","num_classes":4,"encoding":"topk","teacher":"ground-truth"}"#,
+    );
     rt.block_on(ds.define_task(t)).unwrap();
     let commit_schema = validator("commit.schema.json");
     let history = rt.block_on(ds.history()).unwrap();
     assert!(history.len() >= 4);
     for c in &history {
         let v: Value = serde_json::from_slice(&c.to_bytes()).unwrap();
-        let errors: Vec<String> = commit_schema.iter_errors(&v).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = commit_schema
+            .iter_errors(&v)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "version {}: {errors:?}", c.version);
         assert_eq!(&Commit::from_slice(&c.to_bytes(), "x").unwrap(), c);
     }
     let bad: Value = serde_json::json!({"version": 1, "actions": [{"add_images": {"shard": 0, "path": "images/x.parquet", "rows": 1, "bytes": 1, "checksum": "md5:00", "row_groups": [1]}}]});
-    assert!(!commit_schema.is_valid(&bad), "a bad checksum format must be refused");
+    assert!(
+        !commit_schema.is_valid(&bad),
+        "a bad checksum format must be refused"
+    );
     let unknown: Value = serde_json::json!({"version": 1, "actions": [{"add_mystery": {}}]});
     assert!(!commit_schema.is_valid(&unknown));
 }

@@ -5,11 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use must_ds::ingest::{ingest, InputData, InputImage, IngestOptions};
+use must_ds::ingest::{ingest, IngestOptions, InputData, InputImage};
 use must_ds::{Dataset, DatasetOptions};
 
 pub fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// The bundled public-domain photos.
@@ -20,7 +24,12 @@ pub fn photos() -> Vec<(String, Vec<u8>)> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
-        .map(|p| (p.file_stem().unwrap().to_string_lossy().to_string(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect();
     out.sort();
     out
@@ -30,12 +39,21 @@ pub fn photos() -> Vec<(String, Vec<u8>)> {
 pub fn inputs(n: usize) -> Vec<InputImage> {
     let p = photos();
     (0..n)
-        .map(|i| InputImage { image_id: format!("img-{i:05}"), data: InputData::Bytes(p[i % p.len()].1.clone().into()) })
+        .map(|i| InputImage {
+            image_id: format!("img-{i:05}"),
+            data: InputData::Bytes(p[i % p.len()].1.clone().into()),
+        })
         .collect()
 }
 
 /// A fresh dataset in `dir` with `n` images in shards of `shard_rows` and row groups of `rg_rows`.
-pub fn dataset_with_images(rt: &tokio::runtime::Runtime, dir: &Path, n: usize, shard_rows: usize, rg_rows: usize) -> Dataset {
+pub fn dataset_with_images(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    n: usize,
+    shard_rows: usize,
+    rg_rows: usize,
+) -> Dataset {
     let url = dir.to_str().unwrap();
     let ds = rt.block_on(Dataset::init(url, Default::default())).unwrap();
     let mut opts = IngestOptions::new("test");
@@ -43,7 +61,8 @@ pub fn dataset_with_images(rt: &tokio::runtime::Runtime, dir: &Path, n: usize, s
     opts.shard.shard_rows = shard_rows;
     opts.shard.row_group_rows = rg_rows;
     ingest(rt.handle(), &ds, inputs(n), &opts, None).unwrap();
-    rt.block_on(Dataset::open_with(url, None, DatasetOptions::default())).unwrap()
+    rt.block_on(Dataset::open_with(url, None, DatasetOptions::default()))
+        .unwrap()
 }
 
 pub fn bin() -> &'static str {
@@ -72,8 +91,17 @@ pub fn tools() -> PathBuf {
 
 /// Runs a Python tool; panics with its output when it fails.
 pub fn run_python(args: &[&str]) -> String {
-    let out = Command::new(python()).args(args).output().expect("python3 must be installed (see tools/requirements.txt)");
-    assert!(out.status.success(), "python {:?} failed:\n{}\n{}", args, stdout(&out), stderr(&out));
+    let out = Command::new(python())
+        .args(args)
+        .output()
+        .expect("python3 must be installed (see tools/requirements.txt)");
+    assert!(
+        out.status.success(),
+        "python {:?} failed:\n{}\n{}",
+        args,
+        stdout(&out),
+        stderr(&out)
+    );
     stdout(&out)
 }
 
@@ -81,7 +109,12 @@ pub fn run_python(args: &[&str]) -> String {
 pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<_> = walk(dir)
         .into_iter()
-        .map(|p| (p.strip_prefix(dir).unwrap().to_string_lossy().to_string(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.strip_prefix(dir).unwrap().to_string_lossy().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect();
     out.sort();
     out

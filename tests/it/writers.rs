@@ -14,61 +14,107 @@ use crate::util;
 #[test]
 fn image_shards_keep_bytes_read_sizes_from_headers_and_bound_row_groups() {
     let photos = util::photos();
-    let opts = ImageShardOptions { row_group_bytes: 150_000, ..Default::default() };
+    let opts = ImageShardOptions {
+        row_group_bytes: 150_000,
+        ..Default::default()
+    };
     let mut w = ImageShardWriter::new(opts).unwrap();
     for (name, bytes) in &photos {
         let (width, height) = w.add_image(name, "photos", bytes).unwrap();
         let decoded = image::load_from_memory(bytes).unwrap();
-        assert_eq!((width, height), (decoded.width(), decoded.height()), "{name}");
+        assert_eq!(
+            (width, height),
+            (decoded.width(), decoded.height()),
+            "{name}"
+        );
     }
-    w.add_uri("remote-1", "web", "s3://bucket/x.jpg", 640, 480).unwrap();
-    assert!(w.add_image(&photos[0].0, "photos", &photos[0].1).is_err(), "duplicate id in a shard");
+    w.add_uri("remote-1", "web", "s3://bucket/x.jpg", 640, 480)
+        .unwrap();
+    assert!(
+        w.add_image(&photos[0].0, "photos", &photos[0].1).is_err(),
+        "duplicate id in a shard"
+    );
     let file = w.finish().unwrap();
     assert_eq!(file.rows, photos.len() as u64 + 1);
-    assert!(file.row_groups.len() > 2, "row groups are cut by bytes: {:?}", file.row_groups);
+    assert!(
+        file.row_groups.len() > 2,
+        "row groups are cut by bytes: {:?}",
+        file.row_groups
+    );
 
     let reader = SerializedFileReader::new(file.bytes.clone()).unwrap();
     let meta = reader.metadata();
-    let sizes: Vec<u64> = meta.row_groups().iter().map(|g| g.num_rows() as u64).collect();
+    let sizes: Vec<u64> = meta
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows() as u64)
+        .collect();
     assert_eq!(sizes, file.row_groups);
     for g in meta.row_groups() {
         for c in g.columns() {
             let name = c.column_path().string();
             if name == "image" {
                 assert_eq!(c.compression(), Compression::UNCOMPRESSED);
-                assert!(c.statistics().is_none(), "no statistics on the image column");
-                assert!(c.dictionary_page_offset().is_none(), "no dictionary on the image column");
+                assert!(
+                    c.statistics().is_none(),
+                    "no statistics on the image column"
+                );
+                assert!(
+                    c.dictionary_page_offset().is_none(),
+                    "no dictionary on the image column"
+                );
             } else {
                 assert!(matches!(c.compression(), Compression::ZSTD(_)), "{name}");
             }
         }
         // A group holds at most the budget plus the image that crossed it.
-        let image_bytes: i64 = g.columns().iter().filter(|c| c.column_path().string() == "image").map(|c| c.uncompressed_size()).sum();
+        let image_bytes: i64 = g
+            .columns()
+            .iter()
+            .filter(|c| c.column_path().string() == "image")
+            .map(|c| c.uncompressed_size())
+            .sum();
         assert!(image_bytes < 150_000 + 300_000, "{image_bytes}");
     }
     let kv = meta.file_metadata().key_value_metadata().unwrap();
-    assert!(kv.iter().any(|k| k.key == "must.table" && k.value.as_deref() == Some("images")));
-    assert!(kv.iter().any(|k| k.key == "must.format_version" && k.value.as_deref() == Some("1")));
+    assert!(kv
+        .iter()
+        .any(|k| k.key == "must.table" && k.value.as_deref() == Some("images")));
+    assert!(kv
+        .iter()
+        .any(|k| k.key == "must.format_version" && k.value.as_deref() == Some("1")));
 
     // Bytes come back exactly as given.
     let rt = util::rt();
-    let mut ds = rt.block_on(Dataset::init("memory://writers-bytes", Default::default())).unwrap();
+    let mut ds = rt
+        .block_on(Dataset::init("memory://writers-bytes", Default::default()))
+        .unwrap();
     let added = rt.block_on(ds.add_image_shard(file)).unwrap();
     let mut seen = 0;
     for g in 0..added.row_groups.len() {
-        let rg = rt.block_on(ds.read_row_group(added.shard, g, &[], None)).unwrap();
+        let rg = rt
+            .block_on(ds.read_row_group(added.shard, g, &[], None))
+            .unwrap();
         for rec in rg.images {
             match photos.iter().find(|(n, _)| *n == rec.image_id) {
                 Some((_, bytes)) => assert_eq!(rec.image.as_deref(), Some(&bytes[..])),
-                None => assert_eq!((rec.uri.as_deref(), rec.width, rec.image.is_none()), (Some("s3://bucket/x.jpg"), 640, true)),
+                None => assert_eq!(
+                    (rec.uri.as_deref(), rec.width, rec.image.is_none()),
+                    (Some("s3://bucket/x.jpg"), 640, true)
+                ),
             }
             seen += 1;
         }
     }
     assert_eq!(seen, photos.len() + 1);
     // Projection leaves the image column out.
-    let rg = rt.block_on(ds.read_row_group(added.shard, 0, &[], Some(&["width"]))).unwrap();
-    assert!(rg.images.iter().all(|r| r.image.is_none() && r.width > 0 && r.source.is_none()));
+    let rg = rt
+        .block_on(ds.read_row_group(added.shard, 0, &[], Some(&["width"])))
+        .unwrap();
+    assert!(rg
+        .images
+        .iter()
+        .all(|r| r.image.is_none() && r.width > 0 && r.source.is_none()));
 }
 
 fn tasks() -> Vec<TaskDef> {
@@ -88,7 +134,10 @@ fn tasks() -> Vec<TaskDef> {
 /// A label for row `i` of `task`, made from `(w, h)`.
 pub fn label_for(task: &TaskDef, i: usize, w: u32, h: u32) -> Label {
     match task.name.as_str() {
-        "cls" => Label::Classification(ClassLabel::TopK { classes: vec![(i % 10) as u32, ((i + 3) % 10) as u32], probs: vec![0.7, 0.2] }),
+        "cls" => Label::Classification(ClassLabel::TopK {
+            classes: vec![(i % 10) as u32, ((i + 3) % 10) as u32],
+            probs: vec![0.7, 0.2],
+        }),
         "dense" => Label::Classification(ClassLabel::Dense(vec![0.5, 0.25, 0.25])),
         "det" => Label::Detection(Detections {
             boxes: vec![[1.0, 2.0, w as f32 / 2.0, h as f32 / 2.0]; i % 3],
@@ -97,8 +146,12 @@ pub fn label_for(task: &TaskDef, i: usize, w: u32, h: u32) -> Label {
         }),
         "seg" => {
             let (mh, mw) = (h / 8, w / 8);
-            let mask = (0..mh * mw).map(|p| if p % 17 == 0 { 255 } else { (p % 5) as u8 }).collect();
-            Label::Segmentation(SegMap::from_u8(mh, mw, mask).with_confidence_probs(&vec![0.5; (mh * mw) as usize]))
+            let mask = (0..mh * mw)
+                .map(|p| if p % 17 == 0 { 255 } else { (p % 5) as u8 })
+                .collect();
+            Label::Segmentation(
+                SegMap::from_u8(mh, mw, mask).with_confidence_probs(&vec![0.5; (mh * mw) as usize]),
+            )
         }
         "seg16" => {
             let v: Vec<u16> = (0..12).map(|p| (p * 33 % 400) as u16).collect();
@@ -123,12 +176,18 @@ fn label_writers_round_trip_every_kind_aligned_with_nulls() {
     }
     for t in tasks() {
         for shard in [0u64, 1] {
-            let mut w = rt.block_on(LabelWriter::for_shard(&ds, &t.name, shard)).unwrap();
-            let rg = (0..3).map(|g| rt.block_on(ds.read_row_group(shard, g, &[], Some(&["width", "height"]))).unwrap());
+            let mut w = rt
+                .block_on(LabelWriter::for_shard(&ds, &t.name, shard))
+                .unwrap();
+            let rg = (0..3).map(|g| {
+                rt.block_on(ds.read_row_group(shard, g, &[], Some(&["width", "height"])))
+                    .unwrap()
+            });
             let recs: Vec<_> = rg.flat_map(|g| g.images).collect();
             for (i, r) in recs.iter().enumerate() {
                 if i % 4 != 3 {
-                    w.set(&r.image_id, label_for(&t, i, r.width, r.height)).unwrap();
+                    w.set(&r.image_id, label_for(&t, i, r.width, r.height))
+                        .unwrap();
                 }
             }
             let file = w.finish().unwrap();
@@ -136,7 +195,9 @@ fn label_writers_round_trip_every_kind_aligned_with_nulls() {
             assert_eq!(file.row_groups, vec![3, 3, 1]);
             // The file passes the same checks a file from another tool must pass.
             let ids = rt.block_on(ds.read_image_ids(shard)).unwrap();
-            let report = check_label_file(&t, shard, &ids, &file.row_groups, file.bytes.clone(), "x").unwrap();
+            let report =
+                check_label_file(&t, shard, &ids, &file.row_groups, file.bytes.clone(), "x")
+                    .unwrap();
             assert_eq!(report.labeled, 6);
             let blobs = ["mask", "depth", "confidence"];
             let reader = SerializedFileReader::new(file.bytes.clone()).unwrap();
@@ -146,16 +207,21 @@ fn label_writers_round_trip_every_kind_aligned_with_nulls() {
                     assert!(c.statistics().is_none() && c.dictionary_page_offset().is_none());
                 }
             }
-            rt.block_on(ds.add_label_file(&t.name, shard, file, false)).unwrap();
+            rt.block_on(ds.add_label_file(&t.name, shard, file, false))
+                .unwrap();
         }
     }
     let names: Vec<String> = tasks().iter().map(|t| t.name.clone()).collect();
     let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-    let ds = rt.block_on(Dataset::open(dir.path().to_str().unwrap())).unwrap();
+    let ds = rt
+        .block_on(Dataset::open(dir.path().to_str().unwrap()))
+        .unwrap();
     for shard in [0u64, 1] {
         let mut row = 0;
         for g in 0..3 {
-            let rg = rt.block_on(ds.read_row_group(shard, g, &refs, None)).unwrap();
+            let rg = rt
+                .block_on(ds.read_row_group(shard, g, &refs, None))
+                .unwrap();
             assert_eq!(rg.first_row, row as u64);
             for (j, rec) in rg.images.iter().enumerate() {
                 for t in tasks() {
@@ -165,7 +231,12 @@ fn label_writers_round_trip_every_kind_aligned_with_nulls() {
                     } else {
                         let want = label_for(&t, row, rec.width, rec.height);
                         // NaN != NaN: compare depth by bytes, which is what is stored.
-                        assert_eq!(format!("{got:?}"), format!("{:?}", Some(want)), "{} row {row}", t.name);
+                        assert_eq!(
+                            format!("{got:?}"),
+                            format!("{:?}", Some(want)),
+                            "{} row {row}",
+                            t.name
+                        );
                     }
                 }
                 row += 1;
