@@ -275,8 +275,15 @@ pub fn labels_to_batch(
             encoding: ClassEncoding::Topk,
             ..
         } => {
-            let mut c = ListBuilder::with_capacity(UInt32Builder::new(), n);
-            let mut p = ListBuilder::with_capacity(Float32Builder::new(), n);
+            let k: usize = labels
+                .iter()
+                .map(|l| match l {
+                    Some(Label::Classification(ClassLabel::TopK { classes, .. })) => classes.len(),
+                    _ => 0,
+                })
+                .sum();
+            let mut c = ListBuilder::with_capacity(UInt32Builder::with_capacity(k), n);
+            let mut p = ListBuilder::with_capacity(Float32Builder::with_capacity(k), n);
             for (i, l) in labels.iter().enumerate() {
                 match l {
                     None => {
@@ -322,9 +329,18 @@ pub fn labels_to_batch(
             cols.push(Arc::new(p.finish()));
         }
         TaskKind::Detection { .. } => {
-            let mut b = ListBuilder::new(FixedSizeListBuilder::new(Float32Builder::new(), 4));
-            let mut c = ListBuilder::new(UInt32Builder::new());
-            let mut s = ListBuilder::new(Float32Builder::new());
+            let k: usize = labels
+                .iter()
+                .map(|l| match l {
+                    Some(Label::Detection(d)) => d.boxes.len(),
+                    _ => 0,
+                })
+                .sum();
+            let boxes =
+                FixedSizeListBuilder::with_capacity(Float32Builder::with_capacity(4 * k), 4, k);
+            let mut b = ListBuilder::with_capacity(boxes, n);
+            let mut c = ListBuilder::with_capacity(UInt32Builder::with_capacity(k), n);
+            let mut s = ListBuilder::with_capacity(Float32Builder::with_capacity(k), n);
             for (i, l) in labels.iter().enumerate() {
                 match l {
                     None => {

@@ -2,10 +2,13 @@
 //! shard in, one aligned Parquet file out (same ids, order and row groups).
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::EnabledStatistics;
+use parquet::schema::types::ColumnPath;
 
 use crate::codec::{labels_to_batch, Label, SegMap};
 use crate::error::{Error, Location, Result};
@@ -21,7 +24,8 @@ pub struct LabelWriter {
     shard: u64,
     ids: Vec<String>,
     row_groups: Vec<u64>,
-    index: HashMap<String, usize>,
+    /// image id → row, built on the first [`LabelWriter::set`].
+    index: OnceLock<HashMap<String, usize>>,
     labels: Vec<Option<Label>>,
 }
 
@@ -38,18 +42,13 @@ impl LabelWriter {
                 ),
             ));
         }
-        let index = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.clone(), i))
-            .collect();
         let labels = vec![None; ids.len()];
         Ok(Self {
             task,
             shard,
             ids,
             row_groups,
-            index,
+            index: OnceLock::new(),
             labels,
         })
     }
@@ -93,14 +92,24 @@ impl LabelWriter {
                 format!("the shard has {} rows", self.ids.len()),
             ));
         }
-        label.validate(&self.task, &self.location(row))?;
+        // The location is only built for an error: this is the hot path.
+        label
+            .check(&self.task)
+            .map_err(|reason| Error::value(self.location(row), reason))?;
         self.labels[row] = Some(label);
         Ok(())
     }
 
     /// Sets the label of `image_id` after checking every value.
     pub fn set(&mut self, image_id: &str, label: Label) -> Result<()> {
-        let row = *self.index.get(image_id).ok_or_else(|| {
+        let index = self.index.get_or_init(|| {
+            self.ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), i))
+                .collect()
+        });
+        let row = *index.get(image_id).ok_or_else(|| {
             Error::value(
                 Location {
                     image_id: Some(image_id.to_owned()),
@@ -136,6 +145,21 @@ impl LabelWriter {
         for blob in ["mask", "depth", "confidence"] {
             if schema.field_with_name(blob).is_ok() {
                 props = blob_column(props, blob, Compression::ZSTD(ZstdLevel::default()));
+            }
+        }
+        // Probabilities, scores and coordinates rarely repeat and their
+        // min/max say nothing: no dictionary (it would fall back to plain
+        // pages anyway) and no statistics.
+        for (column, leaf) in [
+            ("probs", "probs.list.item"),
+            ("scores", "scores.list.item"),
+            ("boxes", "boxes.list.item.list.item"),
+        ] {
+            if schema.field_with_name(column).is_ok() {
+                let path = ColumnPath::from(leaf.split('.').map(str::to_owned).collect::<Vec<_>>());
+                props = props
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_statistics_enabled(path, EnabledStatistics::None);
             }
         }
         let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props.build()))

@@ -44,8 +44,7 @@ impl EncodedFile {
     }
 }
 
-/// Small write batches keep pages of large blobs small (huge pages have
-/// broken readers), and ZSTD everywhere except where set otherwise.
+/// ZSTD everywhere except where set otherwise; the writers cut row groups.
 pub(crate) fn base_properties(table: &str, extra: Vec<KeyValue>) -> WriterPropertiesBuilder {
     let mut kv = vec![
         KeyValue::new(
@@ -57,21 +56,24 @@ pub(crate) fn base_properties(table: &str, extra: Vec<KeyValue>) -> WriterProper
     kv.extend(extra);
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_write_batch_size(64)
         // Row groups are cut by the writers, to the byte budget or the shard's layout.
         .set_max_row_group_row_count(None)
         .set_max_row_group_bytes(None)
         .set_key_value_metadata(Some(kv))
 }
 
-/// Blob settings: no dictionary, no statistics, given compression.
+/// Blob settings: no dictionary, no statistics, given compression, and
+/// small write batches, which keep pages of large blobs small (huge pages
+/// have broken readers). The batch size is per file, so files without
+/// blobs keep the default.
 pub(crate) fn blob_column(
     b: WriterPropertiesBuilder,
     name: &str,
     compression: Compression,
 ) -> WriterPropertiesBuilder {
     let col = ColumnPath::from(name);
-    b.set_column_compression(col.clone(), compression)
+    b.set_write_batch_size(64)
+        .set_column_compression(col.clone(), compression)
         .set_column_dictionary_enabled(col.clone(), false)
         .set_column_statistics_enabled(col.clone(), EnabledStatistics::None)
         .set_column_write_page_header_statistics(col, false)

@@ -202,6 +202,19 @@ fn label_writers_round_trip_every_kind_aligned_with_nulls() {
             let blobs = ["mask", "depth", "confidence"];
             let reader = SerializedFileReader::new(file.bytes.clone()).unwrap();
             for c in reader.metadata().row_group(0).columns() {
+                let path = c.column_path().string();
+                if [
+                    "probs.list.item",
+                    "scores.list.item",
+                    "boxes.list.item.list.item",
+                ]
+                .contains(&path.as_str())
+                {
+                    assert!(
+                        c.dictionary_page_offset().is_none(),
+                        "{path}: floats get no dictionary"
+                    );
+                }
                 if blobs.contains(&c.column_path().string().as_str()) {
                     assert!(matches!(c.compression(), Compression::ZSTD(_)));
                     assert!(c.statistics().is_none() && c.dictionary_page_offset().is_none());
