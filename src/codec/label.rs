@@ -168,7 +168,7 @@ fn check_prob(p: f32, what: &str) -> std::result::Result<(), String> {
 fn all_probabilities(values: &[f32]) -> bool {
     values
         .iter()
-        .fold(true, |ok, &p| ok & (p >= 0.0) & (p <= 1.0))
+        .fold(true, |ok, &p| ok & (0.0..=1.0).contains(&p))
 }
 
 /// Sum in f64 with independent accumulators (vectorizes, unlike a serial sum).
