@@ -87,7 +87,10 @@ pub fn collect_inputs(from: &Path, source: &str) -> Result<Vec<InputImage>> {
                 base.join(p)
             };
             out.push(InputImage {
-                image_id: format!("{source}/{}", line.trim_start_matches("./")),
+                image_id: format!(
+                    "{source}/{}",
+                    line.trim_start_matches("./").trim_start_matches('/')
+                ),
                 data: InputData::File(path),
             });
         }

@@ -37,7 +37,9 @@ pub fn normalize_column(
         return Ok(None);
     };
     let (have, expect) = (logical_type_name(col.data_type()), logical_type_name(want));
-    if have != expect {
+    // Writers without Arrow's schema metadata (DuckDB, Spark) store a
+    // fixed-size list as a plain list: accept it when every length fits.
+    if have != expect && have != fixed_as_plain_list(&expect) {
         return Err(Error::schema(
             loc.clone(),
             format!("column {name:?} has type {have}, expected {expect}"),
@@ -46,9 +48,48 @@ pub fn normalize_column(
     if col.data_type() == want {
         return Ok(Some(col.clone()));
     }
-    arrow_cast::cast(col, want)
+    // Not `safe`: a list of the wrong length is an error, not a null.
+    let options = arrow_cast::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    arrow_cast::cast_with_options(col, want, &options)
         .map(Some)
-        .map_err(|e| Error::arrow(loc.file.clone(), e))
+        .map_err(|e| {
+            Error::schema(
+                loc.clone(),
+                format!("column {name:?} cannot be read as {expect}: {e}"),
+            )
+        })
+}
+
+/// `List<FixedSizeList<Float32, 4>>` → `List<List<Float32>>`.
+fn fixed_as_plain_list(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(i) = rest.find("FixedSizeList<") {
+        out.push_str(&rest[..i]);
+        out.push_str("List<");
+        rest = &rest[i + "FixedSizeList<".len()..];
+        // Drop the ", n" that closes this list's element type.
+        let mut depth = 0usize;
+        let mut end = rest.len();
+        for (j, ch) in rest.char_indices() {
+            match ch {
+                '<' => depth += 1,
+                '>' => depth = depth.saturating_sub(1),
+                ',' if depth == 0 => {
+                    end = j;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        out.push_str(&fixed_as_plain_list(&rest[..end]));
+        rest = rest[end..].trim_start_matches(|c: char| c == ',' || c == ' ' || c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
 }
 
 fn column(
@@ -434,4 +475,67 @@ pub fn labels_to_batch(
         }
     }
     RecordBatch::try_new(schema, cols).map_err(|e| Error::arrow("label writer", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::builder::{ListBuilder, UInt32Builder};
+
+    #[test]
+    fn fixed_size_lists_map_to_plain_lists() {
+        assert_eq!(
+            fixed_as_plain_list("List<FixedSizeList<Float32, 4>>"),
+            "List<List<Float32>>"
+        );
+        assert_eq!(
+            fixed_as_plain_list("FixedSizeList<Float32, 1000>"),
+            "List<Float32>"
+        );
+        assert_eq!(fixed_as_plain_list("List<UInt32>"), "List<UInt32>");
+    }
+
+    fn detection_batch(box_len: usize) -> RecordBatch {
+        // Boxes as a plain List<List<Float32>>, as DuckDB or Spark write them.
+        let mut b = ListBuilder::new(ListBuilder::new(Float32Builder::new()));
+        let mut c = ListBuilder::new(UInt32Builder::new());
+        let mut s = ListBuilder::new(Float32Builder::new());
+        for _ in 0..2 {
+            b.values()
+                .values()
+                .append_slice(&[1.0, 2.0, 3.0, 4.0][..box_len]);
+            b.values().append(true);
+            b.append(true);
+            c.values().append_value(1);
+            c.append(true);
+            s.values().append_value(0.5);
+            s.append(true);
+        }
+        let ids = StringArray::from(vec!["a", "b"]);
+        RecordBatch::try_from_iter(vec![
+            ("image_id", Arc::new(ids) as ArrayRef),
+            ("boxes", Arc::new(b.finish()) as ArrayRef),
+            ("classes", Arc::new(c.finish()) as ArrayRef),
+            ("scores", Arc::new(s.finish()) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn plain_list_boxes_are_read_when_lengths_fit() {
+        let task =
+            TaskDef::from_json(r#"{"name":"d","kind":"detection","num_classes":2}"#).unwrap();
+        let loc = Location::file("duck.parquet");
+        let (ids, labels) = batch_to_labels(&task, &detection_batch(4), &loc, 0).unwrap();
+        assert_eq!(ids, ["a", "b"]);
+        match &labels[1] {
+            Some(Label::Detection(d)) => assert_eq!(d.boxes, vec![[1.0, 2.0, 3.0, 4.0]]),
+            other => panic!("{other:?}"),
+        }
+        let err = batch_to_labels(&task, &detection_batch(3), &loc, 0).unwrap_err();
+        assert!(
+            matches!(&err, Error::Schema { .. }) && err.to_string().contains("boxes"),
+            "{err}"
+        );
+    }
 }

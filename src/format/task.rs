@@ -121,6 +121,10 @@ fn default_ignore_index() -> u32 {
     255
 }
 
+fn default_encoding() -> ClassEncoding {
+    ClassEncoding::Topk
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -136,7 +140,8 @@ pub enum TaskKind {
         /// Optional class names, `num_classes` long.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         class_names: Option<Vec<String>>,
-        /// `topk` or `dense`.
+        /// `topk` or `dense` (`topk` when absent).
+        #[serde(default = "default_encoding")]
         encoding: ClassEncoding,
         /// Whether probabilities are independent per class (sigmoid) rather than a distribution.
         #[serde(default, skip_serializing_if = "is_false")]

@@ -80,7 +80,10 @@ fn main_commands_work_together() {
 
     let summary: Value = serde_json::from_str(&ok(&["inspect", root, "--json"])).unwrap();
     assert_eq!(summary["rows"], 14);
-    assert_eq!(summary["image_shards"], 3);
+    // Each of the 2 workers fills its own shards of 4 rows: 2 or 3 shards
+    // for the folder, whatever the split, and 1 for the list.
+    let shards = summary["image_shards"].as_u64().unwrap();
+    assert!((3..=4).contains(&shards), "{shards}");
     assert_eq!(summary["sources"]["web"], 7);
     assert_eq!(summary["sources"]["listed"], 7);
     assert_eq!(
@@ -128,7 +131,7 @@ fn main_commands_work_together() {
     assert_eq!(summary["tasks"]["cls"]["rows_labeled"], 6);
     let text = ok(&["inspect", root]);
     assert!(
-        text.contains("coverage: 1/3 shards, 6/14 rows labeled"),
+        text.contains(&format!("coverage: 1/{shards} shards, 6/14 rows labeled")),
         "{text}"
     );
     assert!(text.contains("teacher: owl @ sha256:ab"), "{text}");

@@ -154,7 +154,7 @@ fn task_definitions_agree_with_json_schema() {
     }
     let bad = [
         r#"{"name":"Bad Name","kind":"depth","representation":"relative"}"#,
-        r#"{"name":"c","kind":"classification","num_classes":3}"#,
+        r#"{"name":"c","kind":"classification","encoding":"topk"}"#,
         r#"{"name":"z","kind":"depth","representation":"metric"}"#,
         r#"{"name":"q","kind":"keypoints"}"#,
     ];
