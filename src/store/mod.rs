@@ -98,13 +98,17 @@ impl Dataset {
         }
         let mut snapshot = Snapshot::default();
         snapshot.apply(&commit, &layout::log_file(0))?;
-        Ok(Dataset {
+        Ok(Dataset::from_parts(loc, snapshot, options))
+    }
+
+    fn from_parts(loc: Location, snapshot: Snapshot, options: DatasetOptions) -> Dataset {
+        Dataset {
             store: loc.store,
             root: loc.root,
             url: loc.url,
             snapshot,
             options,
-        })
+        }
     }
 
     /// Opens the latest version at `url`.
@@ -137,13 +141,7 @@ impl Dataset {
             None => load_latest(&loc).await?,
             Some(v) => load_version(&loc, v).await?,
         };
-        Ok(Dataset {
-            store: loc.store,
-            root: loc.root,
-            url: loc.url,
-            snapshot,
-            options,
-        })
+        Ok(Dataset::from_parts(loc, snapshot, options))
     }
 
     /// Brings this handle to the newest version (reads only new log files).

@@ -106,16 +106,7 @@ fn main_commands_work_together() {
         .unwrap();
     let shard_file = Path::new(root).join(&images.path);
     let labels = dir.path().join("cls-labels.parquet");
-    util::run_python(&[
-        util::tools().join("label_writer.py").to_str().unwrap(),
-        "example",
-        "--shard-file",
-        shard_file.to_str().unwrap(),
-        "--task",
-        task_json.to_str().unwrap(),
-        "--out",
-        labels.to_str().unwrap(),
-    ]);
+    util::python_example_labels(&shard_file, task_json.to_str().unwrap(), &labels);
     let out = ok(&[
         "add-labels",
         root,

@@ -74,16 +74,7 @@ fn rust_accepts_the_python_reference_writer_and_pyarrow_types() {
         let task = TaskDef::from_json(t).unwrap();
         rt.block_on(ds.define_task(task.clone())).unwrap();
         let out = dir.path().join(format!("{}.parquet", task.name));
-        util::run_python(&[
-            util::tools().join("label_writer.py").to_str().unwrap(),
-            "example",
-            "--shard-file",
-            shard_file.to_str().unwrap(),
-            "--task",
-            t,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        util::python_example_labels(&shard_file, t, &out);
         let o = util::must(&[
             "add-labels",
             root.to_str().unwrap(),

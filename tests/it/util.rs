@@ -134,3 +134,18 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Writes example labels of `task` (JSON text or file) for an image shard
+/// with the Python reference writer.
+pub fn python_example_labels(shard_file: &Path, task: &str, out: &Path) -> String {
+    run_python(&[
+        tools().join("label_writer.py").to_str().unwrap(),
+        "example",
+        "--shard-file",
+        shard_file.to_str().unwrap(),
+        "--task",
+        task,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
