@@ -78,3 +78,4 @@ pub mod write;
 
 pub use error::{Error, Result};
 pub use store::{Dataset, DatasetOptions, Snapshot, Transaction};
+pub mod audit;

@@ -1,5 +1,6 @@
 //! `must-ds` subcommands. `anyhow` and exit codes live only here.
 
+mod audit;
 mod demo;
 mod inspect;
 mod task;
@@ -103,9 +104,12 @@ enum Command {
         #[arg(long)]
         replace: bool,
     },
-    /// Summarize a dataset (tasks, shards, coverage) or one lone Parquet file.
+    /// Summarize a dataset (tasks, shards, coverage) or one lone Parquet file;
+    /// with --stats, read the labels and report what an auditor looks for.
     ///
-    /// Example: must-ds inspect /data/corpus --json
+    /// Examples:
+    ///   must-ds inspect /data/corpus --json
+    ///   must-ds inspect /data/corpus --stats --task det --shards 0..9 --sample 10000
     Inspect {
         /// Dataset root, or a .parquet file of a dataset.
         target: String,
@@ -115,6 +119,73 @@ enum Command {
         /// Print JSON for machines.
         #[arg(long)]
         json: bool,
+        /// Read the labels: class histograms, score, box, pixel and depth distributions, coverage.
+        #[arg(long)]
+        stats: bool,
+        /// With --stats: only this task (repeat for more).
+        #[arg(long = "task")]
+        tasks: Vec<String>,
+        /// With --stats: only image shards in this range (K, A..B, A-B; inclusive).
+        #[arg(long)]
+        shards: Option<String>,
+        /// With --stats: a uniform sample of this many rows instead of all.
+        #[arg(long)]
+        sample: Option<u64>,
+        /// Seed of the sample.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Check every data file: checksums, alignment of labels with shards,
+    /// values in range, that every image decodes and every file exists.
+    /// Prints one line per problem; exits with 1 when there is any.
+    ///
+    /// Example: must-ds validate /data/corpus --json
+    Validate {
+        /// Dataset root.
+        root: String,
+        /// Print JSON for machines.
+        #[arg(long)]
+        json: bool,
+        /// Do not decode images (checksums and labels only).
+        #[arg(long)]
+        no_decode: bool,
+        /// Image shards checked at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+    },
+    /// Draw a sample with its labels (boxes with class names, segmentation
+    /// with a legend, depth in a colormap, side by side), or a contact sheet.
+    ///
+    /// Examples:
+    ///   must-ds render /data/corpus --image-id jft/000123.jpg --out sample.png
+    ///   must-ds render /data/corpus --grid 8 --out sheet.png
+    Render {
+        /// Dataset root.
+        root: String,
+        /// The image to draw.
+        #[arg(long, conflicts_with_all = ["index", "grid"])]
+        image_id: Option<String>,
+        /// The image at this row of the dataset (shards in id order).
+        #[arg(long, conflicts_with = "grid")]
+        index: Option<u64>,
+        /// A contact sheet of this many random samples.
+        #[arg(long)]
+        grid: Option<usize>,
+        /// Output PNG file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this task (repeat for more).
+        #[arg(long = "task")]
+        tasks: Vec<String>,
+        /// Panel height in pixels.
+        #[arg(long, default_value_t = 320)]
+        height: u32,
+        /// Do not draw boxes scored below this.
+        #[arg(long, default_value_t = 0.0)]
+        min_score: f32,
+        /// Seed of the grid's samples.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Show the commit history.
     ///
@@ -150,7 +221,7 @@ pub fn main() -> i32 {
         }
     };
     match run(cli, &rt) {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             if e.chain().any(|c| {
                 c.downcast_ref::<std::io::Error>()
@@ -167,7 +238,8 @@ pub fn main() -> i32 {
     }
 }
 
-fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+/// Runs one command; returns the exit code (0, or 1 when `validate` found problems).
+fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Init {
@@ -298,7 +370,78 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             target,
             version,
             json,
-        } => inspect::run(&target, version, json, rt, &mut out)?,
+            stats,
+            tasks,
+            shards,
+            sample,
+            seed,
+        } => {
+            if stats {
+                let ds = match version {
+                    Some(v) => rt.block_on(Dataset::open_at(&target, v))?,
+                    None => rt.block_on(Dataset::open(&target))?,
+                };
+                let opts = crate::audit::StatsOptions {
+                    tasks: (!tasks.is_empty()).then_some(tasks),
+                    shards: shards.as_deref().map(audit::parse_range).transpose()?,
+                    sample,
+                    seed,
+                    parallel: 4,
+                };
+                audit::stats(&ds, opts, json, rt, &mut out)?;
+            } else {
+                inspect::run(&target, version, json, rt, &mut out)?;
+            }
+        }
+        Command::Validate {
+            root,
+            json,
+            no_decode,
+            parallel,
+        } => {
+            if !audit::validate(&root, json, !no_decode, parallel, rt, &mut out)? {
+                out.flush()?;
+                return Ok(1);
+            }
+        }
+        Command::Render {
+            root,
+            image_id,
+            index,
+            grid,
+            out: file,
+            tasks,
+            height,
+            min_score,
+            seed,
+        } => {
+            let ds = rt.block_on(Dataset::open(&root))?;
+            let opts = crate::audit::RenderOptions {
+                tasks: (!tasks.is_empty()).then_some(tasks),
+                panel_height: height,
+                min_score,
+            };
+            let rendered = match grid {
+                Some(n) => rt.block_on(crate::audit::render_grid(&ds, n, seed, &opts))?,
+                None => rt.block_on(crate::audit::render_sample(
+                    &ds,
+                    image_id.as_deref(),
+                    index,
+                    &opts,
+                ))?,
+            };
+            rendered
+                .image
+                .save(&file)
+                .with_context(|| format!("writing {}", file.display()))?;
+            writeln!(
+                out,
+                "wrote {} ({}x{})",
+                file.display(),
+                rendered.image.width(),
+                rendered.image.height()
+            )?;
+        }
         Command::Log { root, json } => {
             let ds = rt.block_on(Dataset::open(&root))?;
             for c in rt.block_on(ds.history())? {
@@ -318,5 +461,5 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         }
         Command::Demo { dir } => demo::run(&dir, rt, &mut out)?,
     }
-    Ok(())
+    Ok(0)
 }

@@ -1,0 +1,433 @@
+//! `must-ds validate`: every data file the log names exists and has its
+//! checksum; every label file is aligned with its shard and holds valid
+//! values; every image decodes to its recorded size. Shards are checked in
+//! parallel, one row group at a time, so memory stays bounded.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use serde::Serialize;
+
+use crate::codec::{batch_to_labels, normalize_column};
+use crate::error::{Error, Location, Result};
+use crate::format::{AddImages, AddLabels};
+use crate::store::Dataset;
+
+/// One thing wrong, with where it is.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// The data file (dataset-relative path).
+    pub file: String,
+    /// The row in the file, when the problem is in a row.
+    pub row: Option<usize>,
+    /// The image id of that row, when known.
+    pub image_id: Option<String>,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(r) = self.row {
+            write!(f, ", row {r}")?;
+        }
+        if let Some(id) = &self.image_id {
+            write!(f, " (image_id {id:?})")?;
+        }
+        write!(f, ": {}", self.what)
+    }
+}
+
+/// What `validate` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ValidateReport {
+    /// Version checked.
+    pub version: u64,
+    /// Data files checked.
+    pub files: u64,
+    /// Bytes read for checksums.
+    pub bytes: u64,
+    /// Image rows checked.
+    pub rows: u64,
+    /// Images decoded.
+    pub images_decoded: u64,
+    /// Label rows checked.
+    pub label_rows: u64,
+    /// Everything wrong, by file and row.
+    pub problems: Vec<Problem>,
+}
+
+/// Problems kept per file, so that one broken file cannot flood the report.
+const MAX_PER_FILE: usize = 100;
+
+fn from_error(file: &str, e: Error) -> Problem {
+    let loc = match &e {
+        Error::InvalidValue { location, .. }
+        | Error::Schema { location, .. }
+        | Error::Misaligned { location, .. } => Some(location.clone()),
+        _ => None,
+    };
+    let what = match &e {
+        Error::InvalidValue { reason, .. } | Error::Schema { reason, .. } => reason.clone(),
+        Error::Misaligned { reason, shard, .. } => {
+            format!("not aligned with image shard {shard}: {reason}")
+        }
+        other => other.to_string(),
+    };
+    Problem {
+        file: file.to_owned(),
+        row: loc.as_ref().and_then(|l| l.row),
+        image_id: loc.and_then(|l| l.image_id),
+        what,
+    }
+}
+
+struct FileCheck {
+    problems: Vec<Problem>,
+}
+
+impl FileCheck {
+    fn push(&mut self, p: Problem) {
+        if self.problems.len() < MAX_PER_FILE {
+            self.problems.push(p);
+        } else if self.problems.len() == MAX_PER_FILE {
+            self.problems.push(Problem {
+                file: p.file,
+                row: None,
+                image_id: None,
+                what: format!("more problems not shown (over {MAX_PER_FILE})"),
+            });
+        }
+    }
+}
+
+/// Streams the file through crc32c; `Ok(false)` when it is missing (reported).
+async fn check_bytes(
+    ds: &Dataset,
+    path: &str,
+    bytes: u64,
+    checksum: &str,
+    out: &mut FileCheck,
+    report: &mut ValidateReport,
+) -> Result<bool> {
+    let (store, _) = ds.store();
+    let get = match store.get(&ds.object_path(path)).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => {
+            out.push(Problem {
+                file: path.into(),
+                row: None,
+                image_id: None,
+                what: "the log names this file but it does not exist".into(),
+            });
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut stream = get.into_stream();
+    let mut crc = 0u32;
+    let mut len = 0u64;
+    while let Some(chunk) = stream.try_next().await? {
+        crc = crc32c::crc32c_append(crc, &chunk);
+        len += chunk.len() as u64;
+    }
+    report.bytes += len;
+    let actual = format!("crc32c:{crc:08x}");
+    if len != bytes {
+        out.push(Problem {
+            file: path.into(),
+            row: None,
+            image_id: None,
+            what: format!("size is {len} bytes, the log says {bytes}"),
+        });
+    }
+    if actual != checksum {
+        out.push(Problem {
+            file: path.into(),
+            row: None,
+            image_id: None,
+            what: format!("checksum mismatch: the log says {checksum}, the file has {actual}"),
+        });
+    }
+    Ok(true)
+}
+
+struct GroupImages {
+    ids: Vec<String>,
+}
+
+async fn check_image_group(
+    ds: &Dataset,
+    a: &AddImages,
+    g: usize,
+    first_row: usize,
+    out: &mut FileCheck,
+    report: &mut ValidateReport,
+    decode: bool,
+) -> Option<GroupImages> {
+    let batches = match ds
+        .read_batches(&a.path, Some(a.bytes), Some(vec![g]), None)
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            let mut p = from_error(&a.path, e);
+            p.what = format!("row group {g}: {}", p.what);
+            out.push(p);
+            return None;
+        }
+    };
+    let loc = Location::file(&a.path);
+    let mut ids = vec![];
+    let mut jobs = vec![];
+    let mut row = first_row;
+    for b in &batches {
+        match image_columns(b, &loc) {
+            Err(e) => {
+                out.push(from_error(&a.path, e));
+                return None;
+            }
+            Ok((id, image, uri, w, h)) => {
+                for i in 0..b.num_rows() {
+                    let image_id = id.value(i).to_owned();
+                    let at = |what: String| Problem {
+                        file: a.path.clone(),
+                        row: Some(row + i),
+                        image_id: Some(image_id.clone()),
+                        what,
+                    };
+                    let has_image = image.as_ref().is_some_and(|c| !c.is_null(i));
+                    let has_uri = uri.as_ref().is_some_and(|c| !c.is_null(i));
+                    if has_image == has_uri {
+                        out.push(at("exactly one of image and uri must be set".into()));
+                    }
+                    if decode && has_image {
+                        let bytes = bytes::Bytes::copy_from_slice(
+                            image
+                                .as_ref()
+                                .map(|c| c.as_binary::<i32>().value(i))
+                                .unwrap_or_default(),
+                        );
+                        let (w, h) = (w.value(i), h.value(i));
+                        jobs.push((row + i, image_id.clone(), bytes, w, h));
+                    }
+                    ids.push(image_id);
+                }
+                row += b.num_rows();
+            }
+        }
+    }
+    // Decoding is CPU work: off the runtime's threads.
+    let decoded = tokio::task::spawn_blocking(move || {
+        jobs.into_iter()
+            .map(|(row, id, bytes, w, h)| {
+                let what = match image::load_from_memory(&bytes) {
+                    Ok(img) if (img.width(), img.height()) != (w, h) => Some(format!(
+                        "decodes to {}x{} but width/height say {w}x{h}",
+                        img.width(),
+                        img.height()
+                    )),
+                    Ok(_) => None,
+                    Err(e) => Some(format!("image does not decode: {e}")),
+                };
+                (row, id, what)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    report.images_decoded += decoded.len() as u64;
+    for (row, id, what) in decoded {
+        if let Some(what) = what {
+            out.push(Problem {
+                file: a.path.clone(),
+                row: Some(row),
+                image_id: Some(id),
+                what,
+            });
+        }
+    }
+    report.rows += ids.len() as u64;
+    Some(GroupImages { ids })
+}
+
+type ImageColumns = (
+    arrow_array::StringArray,
+    Option<arrow_array::ArrayRef>,
+    Option<arrow_array::ArrayRef>,
+    arrow_array::UInt32Array,
+    arrow_array::UInt32Array,
+);
+
+fn image_columns(b: &RecordBatch, loc: &Location) -> Result<ImageColumns> {
+    let ids = crate::codec::image_ids(b, loc)?;
+    let image = normalize_column(b, "image", &DataType::Binary, loc, true)?;
+    let uri = normalize_column(b, "uri", &DataType::Utf8, loc, true)?;
+    let w = normalize_column(b, "width", &DataType::UInt32, loc, true)?
+        .map(|c| c.as_primitive::<UInt32Type>().clone());
+    let h = normalize_column(b, "height", &DataType::UInt32, loc, true)?
+        .map(|c| c.as_primitive::<UInt32Type>().clone());
+    match (w, h) {
+        (Some(w), Some(h)) => Ok((ids, image, uri, w, h)),
+        _ => Err(Error::schema(loc.clone(), "missing width or height")),
+    }
+}
+
+async fn check_label_group(
+    ds: &Dataset,
+    l: &AddLabels,
+    g: usize,
+    first_row: usize,
+    ids: &[String],
+    out: &mut FileCheck,
+    report: &mut ValidateReport,
+) {
+    let task = match ds.snapshot().task(&l.task) {
+        Ok(t) => t.clone(),
+        Err(e) => return out.push(from_error(&l.path, e)),
+    };
+    let batches = match ds
+        .read_batches(&l.path, Some(l.bytes), Some(vec![g]), None)
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            let mut p = from_error(&l.path, e);
+            p.what = format!("row group {g}: {}", p.what);
+            return out.push(p);
+        }
+    };
+    let loc = Location::file(&l.path);
+    let mut row = first_row;
+    let mut got_ids = vec![];
+    for b in &batches {
+        match batch_to_labels(&task, b, &loc, row) {
+            Err(e) => return out.push(from_error(&l.path, e)),
+            Ok((bids, labels)) => {
+                for (i, (id, label)) in bids.iter().zip(&labels).enumerate() {
+                    if let Some(label) = label {
+                        if let Err(what) = label.check(&task) {
+                            out.push(Problem {
+                                file: l.path.clone(),
+                                row: Some(row + i),
+                                image_id: Some(id.clone()),
+                                what,
+                            });
+                        }
+                    }
+                }
+                report.label_rows += bids.len() as u64;
+                row += b.num_rows();
+                got_ids.extend(bids);
+            }
+        }
+    }
+    if got_ids.len() != ids.len() {
+        return out.push(Problem {
+            file: l.path.clone(),
+            row: None,
+            image_id: None,
+            what: format!(
+                "not aligned with image shard {}: row group {g} has {} rows, the shard's has {}",
+                l.shard,
+                got_ids.len(),
+                ids.len()
+            ),
+        });
+    }
+    if let Some(i) = (0..ids.len()).find(|&i| got_ids[i] != ids[i]) {
+        out.push(Problem {
+            file: l.path.clone(),
+            row: Some(first_row + i),
+            image_id: Some(got_ids[i].clone()),
+            what: format!(
+                "not aligned with image shard {}: the shard has {:?} at this row",
+                l.shard, ids[i]
+            ),
+        });
+    }
+}
+
+async fn check_shard(ds: &Dataset, shard: u64, decode: bool) -> Result<ValidateReport> {
+    let snap = ds.snapshot();
+    let a = snap.images[&shard].clone();
+    let labels: Vec<AddLabels> = snap
+        .labels
+        .iter()
+        .filter(|((_, s), _)| *s == shard)
+        .map(|(_, l)| l.clone())
+        .collect();
+    let mut report = ValidateReport::default();
+    let mut img = FileCheck { problems: vec![] };
+    report.files += 1;
+    let image_ok = check_bytes(ds, &a.path, a.bytes, &a.checksum, &mut img, &mut report).await?;
+    let mut label_checks = vec![];
+    for l in &labels {
+        let mut fc = FileCheck { problems: vec![] };
+        report.files += 1;
+        let ok = check_bytes(ds, &l.path, l.bytes, &l.checksum, &mut fc, &mut report).await?;
+        label_checks.push((l, fc, ok));
+    }
+    if image_ok {
+        let mut first = 0usize;
+        for (g, &n) in a.row_groups.iter().enumerate() {
+            let group = check_image_group(ds, &a, g, first, &mut img, &mut report, decode).await;
+            if let Some(group) = group {
+                for (l, fc, ok) in label_checks.iter_mut() {
+                    if *ok {
+                        check_label_group(ds, l, g, first, &group.ids, fc, &mut report).await;
+                    }
+                }
+            }
+            first += n as usize;
+        }
+    }
+    report.problems = img.problems;
+    for (_, fc, _) in label_checks {
+        report.problems.extend(fc.problems);
+    }
+    Ok(report)
+}
+
+/// Validates every data file of `ds`, `parallel` image shards at a time;
+/// `decode` also decodes every embedded image. `progress` gets (shards done, shards).
+pub async fn validate(
+    ds: &Dataset,
+    parallel: usize,
+    decode: bool,
+    progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>>,
+) -> Result<ValidateReport> {
+    let shards: Vec<u64> = ds.snapshot().images.keys().copied().collect();
+    let total = shards.len() as u64;
+    let mut report = ValidateReport {
+        version: ds.version(),
+        ..Default::default()
+    };
+    let mut stream = futures::stream::iter(shards)
+        .map(|s| check_shard(ds, s, decode))
+        .buffer_unordered(parallel.max(1));
+    let mut done = 0;
+    while let Some(r) = stream.next().await {
+        let r = r?;
+        report.files += r.files;
+        report.bytes += r.bytes;
+        report.rows += r.rows;
+        report.images_decoded += r.images_decoded;
+        report.label_rows += r.label_rows;
+        report.problems.extend(r.problems);
+        done += 1;
+        if let Some(p) = &progress {
+            p(done, total);
+        }
+    }
+    report
+        .problems
+        .sort_by(|a, b| (&a.file, a.row).cmp(&(&b.file, b.row)));
+    Ok(report)
+}
