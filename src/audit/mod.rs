@@ -122,7 +122,8 @@ impl UnitHistogram {
     /// Adds a value in [0, 1] (others clamp).
     pub fn add(&mut self, v: f64) {
         if v.is_finite() {
-            self.bins[((v.clamp(0.0, 1.0) * 10.0) as usize).min(9)] += 1;
+            // Values come from f32 (0.9f32 is 0.8999…): a nudge keeps them in their bin.
+            self.bins[((v.clamp(0.0, 1.0) * 10.0 + 1e-6) as usize).min(9)] += 1;
         }
     }
 

@@ -182,6 +182,9 @@ fn name(task: &TaskDef, c: u32) -> String {
         .unwrap_or_else(|| format!("class {c}"))
 }
 
+/// Colored squares with their names, under a panel.
+type Legend = Vec<(Rgba<u8>, String)>;
+
 /// One sample: its image, id and labels.
 struct Sample {
     image_id: String,
@@ -195,7 +198,7 @@ fn compose(sample: &Sample, opts: &RenderOptions, text: &Text) -> Rendered {
     let w = ((sample.image.width() as f32 * scale).round() as u32).max(1);
     let base = imageops::resize(&sample.image, w, h, imageops::FilterType::Triangle);
     let (gap, header, title) = (8u32, 26u32, 18u32);
-    let mut panels: Vec<(String, RgbaImage, Vec<(Rgba<u8>, String)>)> = vec![];
+    let mut panels: Vec<(String, RgbaImage, Legend)> = vec![];
     let mut caption = vec![];
     for (task, label) in &sample.labels {
         match (&task.kind, label) {

@@ -145,6 +145,7 @@ pub struct DepthStats {
 }
 
 /// Statistics of one task.
+#[allow(clippy::large_enum_variant)] // a handful per report
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskStats {

@@ -107,7 +107,8 @@ impl FileCheck {
     }
 }
 
-/// Streams the file through crc32c; `Ok(false)` when it is missing (reported).
+/// Streams the file through crc32c; returns its actual size, `None` when
+/// it is missing (reported).
 async fn check_bytes(
     ds: &Dataset,
     path: &str,
@@ -115,7 +116,7 @@ async fn check_bytes(
     checksum: &str,
     out: &mut FileCheck,
     report: &mut ValidateReport,
-) -> Result<bool> {
+) -> Result<Option<u64>> {
     let (store, _) = ds.store();
     let get = match store.get(&ds.object_path(path)).await {
         Ok(g) => g,
@@ -126,7 +127,7 @@ async fn check_bytes(
                 image_id: None,
                 what: "the log names this file but it does not exist".into(),
             });
-            return Ok(false);
+            return Ok(None);
         }
         Err(e) => return Err(e.into()),
     };
@@ -155,24 +156,28 @@ async fn check_bytes(
             what: format!("checksum mismatch: the log says {checksum}, the file has {actual}"),
         });
     }
-    Ok(true)
+    Ok(Some(len))
 }
 
 struct GroupImages {
     ids: Vec<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn check_image_group(
     ds: &Dataset,
     a: &AddImages,
+    size: u64,
     g: usize,
     first_row: usize,
     out: &mut FileCheck,
     report: &mut ValidateReport,
     decode: bool,
 ) -> Option<GroupImages> {
+    // The actual size: a file whose size differs from the log's is still
+    // read as far as it goes, to locate what else is wrong.
     let batches = match ds
-        .read_batches(&a.path, Some(a.bytes), Some(vec![g]), None)
+        .read_batches(&a.path, Some(size), Some(vec![g]), None)
         .await
     {
         Ok(b) => b,
@@ -279,28 +284,36 @@ fn image_columns(b: &RecordBatch, loc: &Location) -> Result<ImageColumns> {
     }
 }
 
+/// Checks row group `g` of a label file; `false` when the file cannot be
+/// read further (reported once).
+#[allow(clippy::too_many_arguments)]
 async fn check_label_group(
     ds: &Dataset,
     l: &AddLabels,
+    size: u64,
     g: usize,
     first_row: usize,
     ids: &[String],
     out: &mut FileCheck,
     report: &mut ValidateReport,
-) {
+) -> bool {
     let task = match ds.snapshot().task(&l.task) {
         Ok(t) => t.clone(),
-        Err(e) => return out.push(from_error(&l.path, e)),
+        Err(e) => {
+            out.push(from_error(&l.path, e));
+            return false;
+        }
     };
     let batches = match ds
-        .read_batches(&l.path, Some(l.bytes), Some(vec![g]), None)
+        .read_batches(&l.path, Some(size), Some(vec![g]), None)
         .await
     {
         Ok(b) => b,
         Err(e) => {
             let mut p = from_error(&l.path, e);
             p.what = format!("row group {g}: {}", p.what);
-            return out.push(p);
+            out.push(p);
+            return false;
         }
     };
     let loc = Location::file(&l.path);
@@ -308,7 +321,10 @@ async fn check_label_group(
     let mut got_ids = vec![];
     for b in &batches {
         match batch_to_labels(&task, b, &loc, row) {
-            Err(e) => return out.push(from_error(&l.path, e)),
+            Err(e) => {
+                out.push(from_error(&l.path, e));
+                return false;
+            }
             Ok((bids, labels)) => {
                 for (i, (id, label)) in bids.iter().zip(&labels).enumerate() {
                     if let Some(label) = label {
@@ -329,7 +345,7 @@ async fn check_label_group(
         }
     }
     if got_ids.len() != ids.len() {
-        return out.push(Problem {
+        out.push(Problem {
             file: l.path.clone(),
             row: None,
             image_id: None,
@@ -340,6 +356,7 @@ async fn check_label_group(
                 ids.len()
             ),
         });
+        return true;
     }
     if let Some(i) = (0..ids.len()).find(|&i| got_ids[i] != ids[i]) {
         out.push(Problem {
@@ -352,6 +369,7 @@ async fn check_label_group(
             ),
         });
     }
+    true
 }
 
 async fn check_shard(ds: &Dataset, shard: u64, decode: bool) -> Result<ValidateReport> {
@@ -366,22 +384,27 @@ async fn check_shard(ds: &Dataset, shard: u64, decode: bool) -> Result<ValidateR
     let mut report = ValidateReport::default();
     let mut img = FileCheck { problems: vec![] };
     report.files += 1;
-    let image_ok = check_bytes(ds, &a.path, a.bytes, &a.checksum, &mut img, &mut report).await?;
+    let image_size = check_bytes(ds, &a.path, a.bytes, &a.checksum, &mut img, &mut report).await?;
     let mut label_checks = vec![];
     for l in &labels {
         let mut fc = FileCheck { problems: vec![] };
         report.files += 1;
-        let ok = check_bytes(ds, &l.path, l.bytes, &l.checksum, &mut fc, &mut report).await?;
-        label_checks.push((l, fc, ok));
+        let size = check_bytes(ds, &l.path, l.bytes, &l.checksum, &mut fc, &mut report).await?;
+        label_checks.push((l, fc, size));
     }
-    if image_ok {
+    if let Some(image_size) = image_size {
         let mut first = 0usize;
         for (g, &n) in a.row_groups.iter().enumerate() {
-            let group = check_image_group(ds, &a, g, first, &mut img, &mut report, decode).await;
+            let group =
+                check_image_group(ds, &a, image_size, g, first, &mut img, &mut report, decode)
+                    .await;
             if let Some(group) = group {
-                for (l, fc, ok) in label_checks.iter_mut() {
-                    if *ok {
-                        check_label_group(ds, l, g, first, &group.ids, fc, &mut report).await;
+                for (l, fc, size) in label_checks.iter_mut() {
+                    if let Some(s) = *size {
+                        if !check_label_group(ds, l, s, g, first, &group.ids, fc, &mut report).await
+                        {
+                            *size = None;
+                        }
                     }
                 }
             }
