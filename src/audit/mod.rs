@@ -7,10 +7,11 @@ mod validate;
 
 pub use render::{class_color, render_grid, render_sample, Panel, RenderOptions, Rendered};
 pub use stats::{
-    dataset_stats, ClassCount, ClassificationStats, DatasetStats, DepthStats, DetectionStats,
-    MissingLabels, SegmentationStats, SizeCount, StatsOptions, StatsProgress, TaskStats,
+    dataset_stats, label_file_stats, ClassCount, ClassificationStats, DatasetStats, DepthStats,
+    DetectionStats, MissingLabels, SegmentationStats, SizeCount, StatsOptions, StatsProgress,
+    TaskStats,
 };
-pub use validate::{validate, Problem, ValidateReport};
+pub use validate::{validate, validate_label_file, Problem, ValidateReport};
 
 use rand::{Rng, SeedableRng};
 use serde::Serialize;

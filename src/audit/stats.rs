@@ -171,8 +171,8 @@ pub struct MissingLabels {
 /// What `inspect --stats` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct DatasetStats {
-    /// Dataset version.
-    pub version: u64,
+    /// Dataset version (`None` for a lone file).
+    pub version: Option<u64>,
     /// Rows in the selected shards.
     pub rows_total: u64,
     /// Rows read.
@@ -612,7 +612,7 @@ pub async fn dataset_stats(
         })
         .collect();
     let mut out = DatasetStats {
-        version: snap.version,
+        version: Some(snap.version),
         rows_total: total,
         rows_read,
         sampled: picks.is_some(),
@@ -625,5 +625,58 @@ pub async fn dataset_stats(
             .insert(t.name.clone(), acc.unlabeled);
         out.tasks.insert(t.name.clone(), acc.finish(t));
     }
+    Ok(out)
+}
+
+/// Statistics of one lone label file, from its `must.task` metadata (no
+/// image sizes: boxes outside the image and map ratios are not known).
+pub fn label_file_stats(bytes: bytes::Bytes, file: &str) -> Result<DatasetStats> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let loc = crate::error::Location::file(file);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| crate::Error::parquet(file, e))?;
+    let text = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| {
+            kv.iter()
+                .find(|e| e.key == crate::format::META_TASK)
+                .and_then(|e| e.value.clone())
+        })
+        .ok_or_else(|| {
+            crate::Error::schema(
+                loc.clone(),
+                "no must.task metadata: not a label file, or one written without it",
+            )
+        })?;
+    let task =
+        TaskDef::from_json(&text).map_err(|e| crate::Error::schema(loc.clone(), e.to_string()))?;
+    let reader = builder
+        .build()
+        .map_err(|e| crate::Error::parquet(file, e))?;
+    let mut acc = Acc {
+        conf_levels: vec![0; 256],
+        ..Default::default()
+    };
+    let mut rows = 0usize;
+    for batch in reader {
+        let batch = batch.map_err(|e| crate::Error::arrow(file, e))?;
+        let (_, labels) = crate::codec::batch_to_labels(&task, &batch, &loc, rows)?;
+        for l in &labels {
+            acc.add(&task, l.as_ref(), 0, 0);
+        }
+        rows += labels.len();
+    }
+    let mut out = DatasetStats {
+        version: None,
+        rows_total: rows as u64,
+        rows_read: rows as u64,
+        sampled: false,
+        missing: vec![],
+        rows_without_labels: BTreeMap::from([(task.name.clone(), acc.unlabeled)]),
+        tasks: BTreeMap::new(),
+    };
+    out.tasks.insert(task.name.clone(), acc.finish(&task));
     Ok(out)
 }

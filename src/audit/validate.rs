@@ -454,3 +454,61 @@ pub async fn validate(
         .sort_by(|a, b| (&a.file, a.row).cmp(&(&b.file, b.row)));
     Ok(report)
 }
+
+/// Validates one lone label file from its `must.task` metadata: readable
+/// Parquet, columns of the task's kind, every value in range. Alignment and
+/// checksums need the dataset.
+pub fn validate_label_file(bytes: bytes::Bytes, file: &str) -> ValidateReport {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut report = ValidateReport {
+        files: 1,
+        bytes: bytes.len() as u64,
+        ..Default::default()
+    };
+    let mut out = FileCheck { problems: vec![] };
+    let loc = Location::file(file);
+    let run = |out: &mut FileCheck, report: &mut ValidateReport| -> Result<()> {
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::parquet(file, e))?;
+        let text = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| {
+                kv.iter()
+                    .find(|e| e.key == crate::format::META_TASK)
+                    .and_then(|e| e.value.clone())
+            })
+            .ok_or_else(|| {
+                Error::schema(
+                    loc.clone(),
+                    "no must.task metadata: validate it inside its dataset",
+                )
+            })?;
+        let task = crate::format::TaskDef::from_json(&text)
+            .map_err(|e| Error::schema(loc.clone(), e.to_string()))?;
+        let mut row = 0;
+        for batch in builder.build().map_err(|e| Error::parquet(file, e))? {
+            let batch = batch.map_err(|e| Error::arrow(file, e))?;
+            let (ids, labels) = batch_to_labels(&task, &batch, &loc, row)?;
+            for (i, (id, l)) in ids.iter().zip(&labels).enumerate() {
+                if let Some(Err(what)) = l.as_ref().map(|l| l.check(&task)) {
+                    out.push(Problem {
+                        file: file.into(),
+                        row: Some(row + i),
+                        image_id: Some(id.clone()),
+                        what,
+                    });
+                }
+            }
+            row += ids.len();
+        }
+        report.label_rows = row as u64;
+        Ok(())
+    };
+    if let Err(e) = run(&mut out, &mut report) {
+        out.push(from_error(file, e));
+    }
+    report.problems = out.problems;
+    report
+}

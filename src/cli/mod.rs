@@ -376,7 +376,16 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
             sample,
             seed,
         } => {
-            if stats {
+            let lone = target.ends_with(".parquet") && std::path::Path::new(&target).is_file();
+            if stats && lone {
+                let bytes = std::fs::read(&target).with_context(|| format!("reading {target}"))?;
+                let st = crate::audit::label_file_stats(bytes.into(), &target)?;
+                if json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(&st)?)?;
+                } else {
+                    audit::print_stats(&st, &mut out)?;
+                }
+            } else if stats {
                 let ds = match version {
                     Some(v) => rt.block_on(Dataset::open_at(&target, v))?,
                     None => rt.block_on(Dataset::open(&target))?,

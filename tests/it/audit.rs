@@ -182,6 +182,23 @@ fn stats_match_known_distributions() {
         a["tasks"].as_object().unwrap().keys().collect::<Vec<_>>(),
         vec!["det"]
     );
+    // One lone label file, from its own metadata.
+    let ds = rt
+        .block_on(Dataset::open(dir.path().to_str().unwrap()))
+        .unwrap();
+    let file = dir
+        .path()
+        .join(&ds.snapshot().labels[&("det".to_string(), 0)].path);
+    let lone: Value = serde_json::from_slice(
+        &util::must(&["inspect", file.to_str().unwrap(), "--stats", "--json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(lone["version"], Value::Null);
+    assert_eq!(lone["rows_read"], 10);
+    assert_eq!(
+        lone["tasks"]["det"]["boxes"], 9,
+        "rows 0..10: 3 with 1 box, 3 with 2"
+    );
     let text = util::stdout(&util::must(&[
         "inspect",
         dir.path().to_str().unwrap(),
@@ -351,6 +368,14 @@ fn validate_finds_every_planted_fault_with_its_location() {
         out = out.to_str().unwrap()
     );
     util::run_python(&["-c", &script]);
+    // The lone file, before it is committed: values are checked from its metadata.
+    let lone = util::must(&["validate", out.to_str().unwrap()]);
+    assert_eq!(lone.status.code(), Some(1));
+    assert!(
+        util::stdout(&lone).contains("nan.parquet, row 3"),
+        "{}",
+        util::stdout(&lone)
+    );
     commit_unchecked(&rt, d.path(), "cls", 0, std::fs::read(&out).unwrap(), 10);
     finds(
         d.path(),
