@@ -64,6 +64,7 @@
 //! * [`store`]: URLs → object stores, commits, checkpoints, snapshots.
 //! * [`write`](mod@write) and [`ingest`]: image shard and label writers; parallel ingest.
 //! * [`read`]: row groups of aligned files with projection.
+//! * [`audit`]: statistics per task, validation of every file, rendering.
 //! * [`cli`]: the `must-ds` command.
 #![warn(missing_docs)]
 
