@@ -197,6 +197,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Delete data files that no commit references (left by crashed or
+    /// losing writers) once they are older than a grace period.
+    ///
+    /// Example: must-ds vacuum /data/corpus --older-than 7d --dry-run
+    Vacuum {
+        /// Dataset root.
+        root: String,
+        /// Grace period: only orphans older than this go (30m, 12h, 7d...).
+        /// Keep it longer than any write takes, or an upload in flight may go.
+        #[arg(long, default_value = "7d")]
+        older_than: String,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON for machines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build a demo dataset from bundled photos with demonstration teachers.
     ///
     /// Example: must-ds demo ./must-demo
@@ -466,6 +484,34 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                         writeln!(out, "    {}", inspect::describe_action(a))?;
                     }
                 }
+            }
+        }
+        Command::Vacuum {
+            root,
+            older_than,
+            dry_run,
+            json,
+        } => {
+            let grace = crate::store::vacuum::parse_duration(&older_than).with_context(|| {
+                format!("--older-than {older_than:?}: use 30s, 15m, 2h, 7d or 1w")
+            })?;
+            let mut ds = rt.block_on(Dataset::open(&root))?;
+            let r = rt.block_on(ds.vacuum(grace, dry_run))?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;
+            } else {
+                let verb = if dry_run { "would delete" } else { "deleted" };
+                for f in &r.deleted {
+                    writeln!(out, "{verb} {f}")?;
+                }
+                writeln!(
+                    out,
+                    "{verb} {} orphaned file(s), {:.1} MiB; kept {} referenced and {} orphan(s) younger than {older_than}",
+                    r.deleted.len(),
+                    r.bytes as f64 / 1048576.0,
+                    r.referenced,
+                    r.too_young.len()
+                )?;
             }
         }
         Command::Demo { dir } => demo::run(&dir, rt, &mut out)?,

@@ -24,6 +24,7 @@ use crate::store::Snapshot;
 
 const META_VERSION: &str = "must.version";
 const META_NEXT_SHARD: &str = "must.next_shard";
+const META_TIMESTAMP: &str = "must.timestamp";
 
 /// Encodes `snap` as checkpoint bytes.
 pub fn encode(snap: &Snapshot) -> Result<Vec<u8>> {
@@ -51,6 +52,7 @@ pub fn encode(snap: &Snapshot) -> Result<Vec<u8>> {
             kv(META_TABLE, "checkpoint".into()),
             kv(META_VERSION, snap.version.to_string()),
             kv(META_NEXT_SHARD, snap.next_shard.to_string()),
+            kv(META_TIMESTAMP, snap.timestamp.clone()),
         ]))
         .build();
     let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(props))
@@ -85,6 +87,7 @@ pub fn decode(bytes: Bytes, version: u64) -> Result<Snapshot> {
             )));
         }
     }
+    let timestamp = meta(META_TIMESTAMP).unwrap_or_default();
     let next_shard = meta(META_NEXT_SHARD)
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
@@ -114,6 +117,7 @@ pub fn decode(bytes: Bytes, version: u64) -> Result<Snapshot> {
         }
     }
     snap.version = version;
+    snap.timestamp = timestamp;
     snap.next_shard = snap.next_shard.max(next_shard);
     Ok(snap)
 }

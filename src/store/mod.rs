@@ -8,6 +8,7 @@ pub mod layout;
 pub mod log;
 mod snapshot;
 mod url;
+pub mod vacuum;
 
 use std::sync::Arc;
 

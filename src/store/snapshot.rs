@@ -98,7 +98,14 @@ impl Snapshot {
                         l.task, l.shard
                     )));
                 }
-                self.labels.insert(key, l.clone());
+                // `replace` describes the commit, not the state.
+                self.labels.insert(
+                    key,
+                    AddLabels {
+                        replace: false,
+                        ..l.clone()
+                    },
+                );
             }
             Action::Remove(r) => {
                 if let Some(shard) = self
@@ -135,10 +142,7 @@ impl Snapshot {
         ];
         out.extend(self.tasks.values().cloned().map(Action::Task));
         out.extend(self.images.values().cloned().map(Action::AddImages));
-        out.extend(self.labels.values().cloned().map(|mut l| {
-            l.replace = false;
-            Action::AddLabels(l)
-        }));
+        out.extend(self.labels.values().cloned().map(Action::AddLabels));
         out
     }
 
