@@ -11,6 +11,8 @@ use crate::util;
 
 pub struct Moto {
     pub port: u16,
+    /// The server exits by itself when this test process ends.
+    _server: std::sync::Mutex<std::process::Child>,
 }
 
 const SERVER: &str = r#"
@@ -42,7 +44,7 @@ pub fn moto() -> &'static Moto {
             .local_addr()
             .unwrap()
             .port();
-        std::process::Command::new(util::python())
+        let server = std::process::Command::new(util::python())
             .args(["-c", SERVER, &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -65,7 +67,7 @@ pub fn moto() -> &'static Moto {
         ] {
             std::env::set_var(k, v);
         }
-        Moto { port }
+        Moto { port, _server: std::sync::Mutex::new(server) }
     })
 }
 
