@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 mod commit;
+pub mod counting;
 pub mod layout;
 pub mod log;
 mod snapshot;

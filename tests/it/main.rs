@@ -9,6 +9,8 @@ mod concurrency;
 mod conformance;
 mod python;
 mod s3;
+mod scale;
 mod schemas;
 mod store;
 mod writers;
+mod writers_many;

@@ -67,7 +67,10 @@ pub fn moto() -> &'static Moto {
         ] {
             std::env::set_var(k, v);
         }
-        Moto { port, _server: std::sync::Mutex::new(server) }
+        Moto {
+            port,
+            _server: std::sync::Mutex::new(server),
+        }
     })
 }
 
