@@ -107,6 +107,9 @@ pub struct IngestOptions {
     pub workers: usize,
     /// Fail on the first unreadable input, before anything is committed.
     pub strict: bool,
+    /// Skip inputs whose image id the dataset already has (from a shard of
+    /// the same source), so that a rerun after a crash finishes the job.
+    pub skip_existing: bool,
     /// Shard and row group limits.
     pub shard: ImageShardOptions,
 }
@@ -118,6 +121,7 @@ impl IngestOptions {
             source: source.into(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             strict: false,
+            skip_existing: false,
             shard: ImageShardOptions::default(),
         }
     }
@@ -143,6 +147,8 @@ pub struct IngestReport {
     pub image_bytes: u64,
     /// Inputs skipped.
     pub skipped: Vec<Skipped>,
+    /// Inputs already in the dataset (with `skip_existing`).
+    pub already_present: u64,
     /// Wall time.
     pub seconds: f64,
 }
@@ -160,6 +166,26 @@ pub fn ingest(
     progress: Option<Progress>,
 ) -> Result<IngestReport> {
     let start = Instant::now();
+    let mut inputs = inputs;
+    let mut already = 0u64;
+    if opts.skip_existing {
+        let mut ds = ds.clone();
+        handle.block_on(ds.refresh())?;
+        let mut have = std::collections::HashSet::new();
+        let shards: Vec<u64> = ds
+            .snapshot()
+            .images
+            .iter()
+            .filter(|(_, a)| a.sources.contains_key(&opts.source))
+            .map(|(k, _)| *k)
+            .collect();
+        for s in shards {
+            have.extend(handle.block_on(ds.read_image_ids(s))?);
+        }
+        let before = inputs.len();
+        inputs.retain(|i| !have.contains(&i.image_id));
+        already = (before - inputs.len()) as u64;
+    }
     if opts.strict {
         for input in &inputs {
             let bytes = input.read().map_err(|reason| Error::NotAnImage {
@@ -265,6 +291,7 @@ pub fn ingest(
         .unwrap_or_default();
     report.shards.sort_by_key(|a| a.shard);
     report.skipped.sort_by(|a, b| a.file.cmp(&b.file));
+    report.already_present = already;
     report.seconds = start
         .elapsed()
         .as_secs_f64()

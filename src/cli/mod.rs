@@ -70,6 +70,10 @@ enum Command {
         /// Fail if any file is not a readable image, before committing anything.
         #[arg(long)]
         strict: bool,
+        /// Skip files whose image id the dataset already has for this source,
+        /// so that rerunning an interrupted ingest finishes it.
+        #[arg(long)]
+        skip_existing: bool,
         /// Start a new shard past this many MiB of images.
         #[arg(long, default_value_t = 512)]
         shard_mb: usize,
@@ -282,6 +286,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
             source,
             workers,
             strict,
+            skip_existing,
             shard_mb,
             row_group_mb,
             row_group_rows,
@@ -297,6 +302,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                 opts.workers = w.max(1);
             }
             opts.strict = strict;
+            opts.skip_existing = skip_existing;
             opts.shard.shard_bytes = shard_mb.max(1) << 20;
             opts.shard.row_group_bytes = row_group_mb.max(1) << 20;
             opts.shard.row_group_rows = row_group_rows.max(1);
@@ -332,6 +338,13 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                     s.rows,
                     s.row_groups.len(),
                     s.path
+                )?;
+            }
+            if report.already_present > 0 {
+                writeln!(
+                    out,
+                    "{} file(s) were already in the dataset and were skipped",
+                    report.already_present
                 )?;
             }
             if !report.skipped.is_empty() {

@@ -35,9 +35,14 @@ pub struct DatasetOptions {
 }
 
 impl Default for DatasetOptions {
+    /// The checkpoint interval can be set for every command with the
+    /// environment variable `MUST_CHECKPOINT_INTERVAL`.
     fn default() -> Self {
         Self {
-            checkpoint_interval: 100,
+            checkpoint_interval: std::env::var("MUST_CHECKPOINT_INTERVAL")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100),
             max_commit_attempts: 500,
             writer: format!("must-ds {}", env!("CARGO_PKG_VERSION")),
         }

@@ -49,6 +49,57 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 impl Dataset {
+    /// On a local folder, a writer killed inside an upload leaves the
+    /// store's staging file (`part-….parquet#N`), which listings do not
+    /// show: find those on disk.
+    fn vacuum_local_staging(
+        &self,
+        older_than: Duration,
+        dry_run: bool,
+        report: &mut VacuumReport,
+    ) -> Result<()> {
+        let root = std::path::Path::new(&self.url);
+        if !root.is_absolute() || !root.join("_must").is_dir() {
+            return Ok(());
+        }
+        for dir in ["images", "labels"] {
+            for entry in walkdir::WalkDir::new(root.join(dir))
+                .into_iter()
+                .filter_map(|e| e.ok())
+            {
+                let name = entry.file_name().to_string_lossy();
+                if !entry.file_type().is_file() || !name.contains('#') {
+                    continue;
+                }
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| crate::Error::io(entry.path().display().to_string(), e.into()))?;
+                let age = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .unwrap_or_default();
+                let rel = entry
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap_or(entry.path())
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                if age < older_than {
+                    report.too_young.push(rel);
+                    continue;
+                }
+                if !dry_run {
+                    std::fs::remove_file(entry.path())
+                        .map_err(|e| crate::Error::io(entry.path().display().to_string(), e))?;
+                }
+                report.bytes += meta.len();
+                report.deleted.push(rel);
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes data files under `images/` and `labels/` that no commit
     /// references and that are older than `older_than`.
     pub async fn vacuum(&mut self, older_than: Duration, dry_run: bool) -> Result<VacuumReport> {
@@ -105,6 +156,7 @@ impl Dataset {
             report.bytes += meta.size;
             report.deleted.push(rel.to_owned());
         }
+        self.vacuum_local_staging(older_than, dry_run, &mut report)?;
         report.deleted.sort();
         report.too_young.sort();
         Ok(report)

@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod conformance;
+mod crashes;
 mod python;
 mod s3;
 mod scale;
