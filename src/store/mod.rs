@@ -7,6 +7,7 @@ mod commit;
 pub mod counting;
 pub mod layout;
 pub mod log;
+pub mod retry;
 mod snapshot;
 mod url;
 pub mod vacuum;
@@ -79,7 +80,15 @@ impl Dataset {
         info: DatasetInfo,
         options: DatasetOptions,
     ) -> Result<Dataset> {
-        let loc = open_location(url, true)?;
+        Self::init_location(open_location(url, true)?, info, options).await
+    }
+
+    /// Creates a dataset in an already built object store (wrappers, tests).
+    pub async fn init_location(
+        loc: Location,
+        info: DatasetInfo,
+        options: DatasetOptions,
+    ) -> Result<Dataset> {
         let commit = Commit {
             version: 0,
             timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -11,6 +11,7 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 
 use crate::error::{Error, Result};
+use crate::store::retry::{RetryPolicy, RetryStore};
 
 /// An opened location: the store, the root prefix inside it, and a display URL.
 #[derive(Debug, Clone)]
@@ -21,6 +22,11 @@ pub struct Location {
     pub root: Path,
     /// The URL as shown to users (no credentials).
     pub url: String,
+}
+
+/// Every store opened by URL retries failed requests (see [`RetryStore`]).
+fn retrying(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    Arc::new(RetryStore::new(store, RetryPolicy::default()))
 }
 
 fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
@@ -39,9 +45,9 @@ pub fn open_location(url: &str, create: bool) -> Result<Location> {
     if let Some(name) = url.strip_prefix("memory://") {
         let (bucket, prefix) = name.split_once('/').unwrap_or((name, ""));
         let mut stores = memory_stores().lock().unwrap_or_else(|e| e.into_inner());
-        let store = stores.entry(bucket.to_owned()).or_default().clone();
+        let store: Arc<dyn ObjectStore> = stores.entry(bucket.to_owned()).or_default().clone();
         return Ok(Location {
-            store,
+            store: retrying(store),
             root: Path::from(prefix),
             url: url.to_owned(),
         });
@@ -70,7 +76,7 @@ pub fn open_location(url: &str, create: bool) -> Result<Location> {
                 .map_err(|e| invalid(e.to_string()))?
                 .with_automatic_cleanup(false);
             Ok(Location {
-                store: Arc::new(store),
+                store: retrying(Arc::new(store)),
                 root: Path::default(),
                 url: abs.display().to_string(),
             })
@@ -117,7 +123,7 @@ fn cloud(url: &str, scheme: &str) -> Result<Location> {
         parsed.path()
     );
     Ok(Location {
-        store,
+        store: retrying(store),
         root,
         url: shown.trim_end_matches('/').to_owned(),
     })

@@ -8,6 +8,7 @@ mod cli;
 mod concurrency;
 mod conformance;
 mod crashes;
+mod faults;
 mod python;
 mod s3;
 mod scale;
