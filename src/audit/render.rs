@@ -175,6 +175,11 @@ fn rect(img: &mut RgbaImage, x0: i32, y0: i32, x1: i32, y1: i32, t: i32, c: Rgba
     fill(img, x1 - t, y0, x1, y1, c);
 }
 
+/// Row-major index of (my, mx) in a map of `h` × `w`, clamped inside it.
+fn map_index(my: usize, mx: usize, h: u32, w: u32) -> usize {
+    my.min(h as usize - 1) * w as usize + mx.min(w as usize - 1)
+}
+
 fn name(task: &TaskDef, c: u32) -> String {
     task.kind
         .class_names()
@@ -262,8 +267,7 @@ fn compose(sample: &Sample, opts: &RenderOptions, text: &Text) -> Rendered {
                     let my = ((y as f32 + 0.5) / h as f32 * m.height as f32) as usize;
                     for x in 0..w {
                         let mx = ((x as f32 + 0.5) / w as f32 * m.width as f32) as usize;
-                        let v = values[my.min(m.height as usize - 1) * m.width as usize
-                            + mx.min(m.width as usize - 1)];
+                        let v = values[map_index(my, mx, m.height, m.width)];
                         if v != *ignore_index {
                             blend(p.get_pixel_mut(x, y), class_color(v), 0.55);
                             present.insert(v);
@@ -289,8 +293,7 @@ fn compose(sample: &Sample, opts: &RenderOptions, text: &Text) -> Rendered {
                     let my = ((y as f32 + 0.5) / h as f32 * d.height as f32) as usize;
                     for x in 0..w {
                         let mx = ((x as f32 + 0.5) / w as f32 * d.width as f32) as usize;
-                        let v = vals[my.min(d.height as usize - 1) * d.width as usize
-                            + mx.min(d.width as usize - 1)];
+                        let v = vals[map_index(my, mx, d.height, d.width)];
                         let c = if v.is_finite() {
                             viridis((v - lo) / (hi - lo).max(1e-6))
                         } else {

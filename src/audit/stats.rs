@@ -631,27 +631,9 @@ pub async fn dataset_stats(
 /// Statistics of one lone label file, from its `must.task` metadata (no
 /// image sizes: boxes outside the image and map ratios are not known).
 pub fn label_file_stats(bytes: bytes::Bytes, file: &str) -> Result<DatasetStats> {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let loc = crate::error::Location::file(file);
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| crate::Error::parquet(file, e))?;
-    let text = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| {
-            kv.iter()
-                .find(|e| e.key == crate::format::META_TASK)
-                .and_then(|e| e.value.clone())
-        })
-        .ok_or_else(|| {
-            crate::Error::schema(
-                loc.clone(),
-                "no must.task metadata: not a label file, or one written without it",
-            )
-        })?;
-    let task =
-        TaskDef::from_json(&text).map_err(|e| crate::Error::schema(loc.clone(), e.to_string()))?;
+    let (task, builder) =
+        crate::read::lone_label_file(bytes, file, "not a label file, or one written without it")?;
     let reader = builder
         .build()
         .map_err(|e| crate::Error::parquet(file, e))?;

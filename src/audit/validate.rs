@@ -459,7 +459,6 @@ pub async fn validate(
 /// Parquet, columns of the task's kind, every value in range. Alignment and
 /// checksums need the dataset.
 pub fn validate_label_file(bytes: bytes::Bytes, file: &str) -> ValidateReport {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut report = ValidateReport {
         files: 1,
         bytes: bytes.len() as u64,
@@ -468,25 +467,8 @@ pub fn validate_label_file(bytes: bytes::Bytes, file: &str) -> ValidateReport {
     let mut out = FileCheck { problems: vec![] };
     let loc = Location::file(file);
     let run = |out: &mut FileCheck, report: &mut ValidateReport| -> Result<()> {
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::parquet(file, e))?;
-        let text = builder
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| {
-                kv.iter()
-                    .find(|e| e.key == crate::format::META_TASK)
-                    .and_then(|e| e.value.clone())
-            })
-            .ok_or_else(|| {
-                Error::schema(
-                    loc.clone(),
-                    "no must.task metadata: validate it inside its dataset",
-                )
-            })?;
-        let task = crate::format::TaskDef::from_json(&text)
-            .map_err(|e| Error::schema(loc.clone(), e.to_string()))?;
+        let (task, builder) =
+            crate::read::lone_label_file(bytes, file, "validate it inside its dataset")?;
         let mut row = 0;
         for batch in builder.build().map_err(|e| Error::parquet(file, e))? {
             let batch = batch.map_err(|e| Error::arrow(file, e))?;

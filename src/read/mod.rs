@@ -217,3 +217,31 @@ fn image_records(batches: &[RecordBatch], loc: &Location) -> Result<Vec<ImageRec
     }
     Ok(out)
 }
+
+/// Opens a lone label file and reads its task from the `must.task`
+/// metadata (`why` says what the metadata is needed for, in the error).
+pub fn lone_label_file(
+    bytes: Bytes,
+    file: &str,
+    why: &str,
+) -> Result<(
+    crate::format::TaskDef,
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<Bytes>,
+)> {
+    let loc = Location::file(file);
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| Error::parquet(file, e))?;
+    let text = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| {
+            kv.iter()
+                .find(|e| e.key == crate::format::META_TASK)
+                .and_then(|e| e.value.clone())
+        })
+        .ok_or_else(|| Error::schema(loc.clone(), format!("no must.task metadata: {why}")))?;
+    let task =
+        crate::format::TaskDef::from_json(&text).map_err(|e| Error::schema(loc, e.to_string()))?;
+    Ok((task, builder))
+}
