@@ -409,6 +409,8 @@ pub(crate) fn run(
         PHOTOS.len()
     )?;
     let mut opts = IngestOptions::new("demo");
+    // One worker: the same shards on every run (96, 96, 96 and 48 rows).
+    opts.workers = 1;
     opts.shard.shard_rows = 96;
     opts.shard.row_group_rows = 32;
     let report = ingest(rt.handle(), &ds, inputs, &opts, None)?;
