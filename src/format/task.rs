@@ -117,8 +117,11 @@ pub enum DepthRepresentation {
     Metric,
 }
 
+/// Stands for an omitted `ignore_index` until [`TaskDef`] knows the dtype.
+const IGNORE_INDEX_UNSET: u32 = u32::MAX;
+
 fn default_ignore_index() -> u32 {
-    255
+    IGNORE_INDEX_UNSET
 }
 
 fn default_encoding() -> ClassEncoding {
@@ -215,6 +218,7 @@ impl TaskKind {
 
 /// A task: what one teacher labels (FORMAT.md section 4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "TaskDefWire")]
 pub struct TaskDef {
     /// `[a-z0-9_-]{1,64}`; also the folder name under `labels/`.
     pub name: String,
@@ -224,6 +228,39 @@ pub struct TaskDef {
     /// Who made the labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher: Option<Teacher>,
+}
+
+/// The task as read, before defaults that depend on other fields.
+#[derive(Deserialize)]
+struct TaskDefWire {
+    name: String,
+    #[serde(flatten)]
+    kind: TaskKind,
+    #[serde(default)]
+    teacher: Option<Teacher>,
+}
+
+impl From<TaskDefWire> for TaskDef {
+    fn from(w: TaskDefWire) -> Self {
+        let mut kind = w.kind;
+        // An omitted ignore_index is the largest value of the mask dtype
+        // (255 for u8, 65535 for u16), never a class id.
+        if let TaskKind::Segmentation {
+            dtype,
+            ignore_index,
+            ..
+        } = &mut kind
+        {
+            if *ignore_index == IGNORE_INDEX_UNSET {
+                *ignore_index = dtype.max();
+            }
+        }
+        TaskDef {
+            name: w.name,
+            kind,
+            teacher: w.teacher,
+        }
+    }
 }
 
 /// Checks a task name against `[a-z0-9_-]{1,64}`.
