@@ -129,25 +129,38 @@ impl Dataset {
         if !cols.contains(&"image_id") {
             cols.push("image_id");
         }
-        let batches = self
-            .read_batches(&a.path, Some(a.bytes), Some(vec![row_group]), Some(&cols))
-            .await?;
-        let images = image_records(&batches, &Location::file(&a.path))?;
-        let mut labels = BTreeMap::new();
+        // The image row group and the same row group of every task, fetched together.
+        let mut files = vec![];
         for &task_name in tasks {
             let task = self.snapshot.task(task_name)?.clone();
-            let Some(l) = self
+            let file = self
                 .snapshot
                 .labels
                 .get(&(task_name.to_owned(), shard))
-                .cloned()
-            else {
+                .cloned();
+            files.push((task_name, task, file));
+        }
+        let label_reads = files.iter().map(|(_, _, file)| async move {
+            match file {
+                Some(l) => self
+                    .read_batches(&l.path, Some(l.bytes), Some(vec![row_group]), None)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        });
+        let (batches, label_batches) = futures::future::try_join(
+            self.read_batches(&a.path, Some(a.bytes), Some(vec![row_group]), Some(&cols)),
+            futures::future::try_join_all(label_reads),
+        )
+        .await?;
+        let images = image_records(&batches, &Location::file(&a.path))?;
+        let mut labels = BTreeMap::new();
+        for ((task_name, task, file), batches) in files.into_iter().zip(label_batches) {
+            let (Some(l), Some(batches)) = (file, batches) else {
                 labels.insert(task_name.to_owned(), vec![None; images.len()]);
                 continue;
             };
-            let batches = self
-                .read_batches(&l.path, Some(l.bytes), Some(vec![row_group]), None)
-                .await?;
             let loc = Location::file(&l.path);
             let mut ids = Vec::new();
             let mut values = Vec::new();

@@ -162,14 +162,8 @@ impl Dataset {
 
     /// Brings this handle to the newest version (reads only new log files).
     pub async fn refresh(&mut self) -> Result<()> {
-        let from = self.snapshot.version;
-        let versions = log::list_versions_after(&self.store, &self.root, Some(from)).await?;
-        log::check_contiguous(Some(from), &versions)?;
-        for commit in log::read_commits(&self.store, &self.root, &versions).await? {
-            let file = layout::log_file(commit.version);
-            self.snapshot.apply(&commit, &file)?;
-        }
-        Ok(())
+        let from = Some(self.snapshot.version);
+        catch_up(&self.store, &self.root, &self.url, &mut self.snapshot, from).await
     }
 
     /// The state at this handle's version.
@@ -248,25 +242,39 @@ async fn load_latest(loc: &Location) -> Result<Snapshot> {
     };
     // A checkpoint this build cannot decode (another writer's layout, a
     // damaged file) is skipped: the log is complete, so replay it instead.
-    let mut snap = match hinted {
+    let snap = match hinted {
         Some(v) => checkpoint::read(&loc.store, &loc.root, v)
             .await
             .unwrap_or(None),
         None => None,
     };
     let after = snap.as_ref().map(|s| s.version);
-    let versions = log::list_versions_after(&loc.store, &loc.root, after).await?;
+    let mut state = snap.unwrap_or_default();
+    catch_up(&loc.store, &loc.root, &loc.url, &mut state, after).await?;
+    Ok(state)
+}
+
+/// Applies to `state` the commits after `after` (all when `None`, and then
+/// commit 0 must exist), found with one listing from an offset; the log
+/// must have no gap.
+async fn catch_up(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    url: &str,
+    state: &mut Snapshot,
+    after: Option<u64>,
+) -> Result<()> {
+    let versions = log::list_versions_after(store, root, after).await?;
     if after.is_none() && versions.first() != Some(&0) {
         return Err(Error::NotADataset {
-            url: loc.url.clone(),
+            url: url.to_owned(),
         });
     }
     log::check_contiguous(after, &versions)?;
-    let mut state = snap.take().unwrap_or_default();
-    for commit in log::read_commits(&loc.store, &loc.root, &versions).await? {
+    for commit in log::read_commits(store, root, &versions).await? {
         state.apply(&commit, &layout::log_file(commit.version))?;
     }
-    Ok(state)
+    Ok(())
 }
 
 async fn load_version(loc: &Location, version: u64) -> Result<Snapshot> {

@@ -77,11 +77,15 @@ impl LabelWriter {
     }
 
     fn location(&self, row: usize) -> Location {
+        self.file().at(row, self.ids.get(row).map(|s| s.as_str()))
+    }
+
+    /// What errors call the file being written.
+    fn file(&self) -> Location {
         Location::file(format!(
             "labels of task {:?} for image shard {}",
             self.task.name, self.shard
         ))
-        .at(row, self.ids.get(row).map(|s| s.as_str()))
     }
 
     /// Sets the label of row `row` after checking every value.
@@ -113,9 +117,8 @@ impl LabelWriter {
             Error::value(
                 Location {
                     image_id: Some(image_id.to_owned()),
-                    ..self.location(0)
-                }
-                .clone_without_row(),
+                    ..self.file()
+                },
                 format!("image_id is not in image shard {}", self.shard),
             )
         })?;
@@ -185,14 +188,5 @@ impl LabelWriter {
             sources: Default::default(),
             labeled: self.labels.iter().filter(|l| l.is_some()).count() as u64,
         })
-    }
-}
-
-impl Location {
-    fn clone_without_row(&self) -> Location {
-        Location {
-            row: None,
-            ..self.clone()
-        }
     }
 }
