@@ -203,6 +203,21 @@ pub enum Error {
         /// The checksum of the bytes read.
         actual: String,
     },
+    /// The loader met data it could not use (policy `fail`).
+    #[error("{file}, row group {row_group}{}: {reason}", image_id.as_ref().map(|i| format!(" (image_id {i:?})")).unwrap_or_default())]
+    Corrupt {
+        /// The data file.
+        file: String,
+        /// The row group within it.
+        row_group: usize,
+        /// The sample, when the problem is one sample's.
+        image_id: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Loader options that cannot work together, or a state that does not fit them.
+    #[error("loader: {0}")]
+    Loader(String),
     /// Parquet could not read or write a file.
     #[error("{file}: parquet: {source}")]
     Parquet {

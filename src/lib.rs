@@ -64,6 +64,7 @@
 //! * [`store`]: URLs → object stores, commits, checkpoints, snapshots.
 //! * [`write`](mod@write) and [`ingest`]: image shard and label writers; parallel ingest.
 //! * [`read`]: row groups of aligned files with projection.
+//! * [`loader`]: deterministic, resumable, prefetching mixed-task batches.
 //! * [`audit`]: statistics per task, validation of every file, rendering.
 //! * [`cli`]: the `must-ds` command.
 #![warn(missing_docs)]
@@ -73,6 +74,7 @@ pub mod codec;
 pub mod error;
 pub mod format;
 pub mod ingest;
+pub mod loader;
 pub mod read;
 pub mod store;
 pub mod write;

@@ -368,8 +368,16 @@ pub async fn label_shard(ds: &Dataset, shard: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds the demo dataset at `dir` with about `images` images (a multiple
+/// of the 7 bundled photos), on a runtime of its own.
+pub fn build(dir: &Path, images: usize) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    run(dir, images, &rt, &mut std::io::sink())
+}
+
 pub(crate) fn run(
     dir: &Path,
+    images: usize,
     rt: &tokio::runtime::Runtime,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
@@ -401,7 +409,7 @@ pub(crate) fn run(
     for t in demo_tasks() {
         rt.block_on(ds.define_task(t))?;
     }
-    let inputs = demo_images(VARIANTS)?;
+    let inputs = demo_images(images.div_ceil(PHOTOS.len()).max(1))?;
     writeln!(
         out,
         "ingesting {} demo images made from {} bundled photos",
@@ -409,10 +417,15 @@ pub(crate) fn run(
         PHOTOS.len()
     )?;
     let mut opts = IngestOptions::new("demo");
-    // One worker: the same shards on every run (96, 96, 96 and 48 rows).
+    // One worker: the same shards on every run (96, 96, 96 and 48 rows by default).
     opts.workers = 1;
-    opts.shard.shard_rows = 96;
-    opts.shard.row_group_rows = 32;
+    if inputs.len() <= 7 * VARIANTS {
+        opts.shard.shard_rows = 96;
+        opts.shard.row_group_rows = 32;
+    } else {
+        opts.shard.shard_rows = 1024;
+        opts.shard.row_group_rows = 128;
+    }
     let report = ingest(rt.handle(), &ds, inputs, &opts, None)?;
     writeln!(
         out,

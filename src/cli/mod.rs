@@ -1,7 +1,8 @@
 //! `must-ds` subcommands. `anyhow` and exit codes live only here.
 
 mod audit;
-mod demo;
+mod bench;
+pub mod demo;
 mod inspect;
 mod task;
 
@@ -219,6 +220,41 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure the loader: samples/s, where the time goes, peak memory, and
+    /// decoding the same images alone for comparison.
+    ///
+    /// Example: must-ds bench must-demo --batch-size 32 --size 384 --workers 2
+    Bench {
+        /// Dataset root.
+        root: String,
+        /// Tasks to load (repeat; default all).
+        #[arg(long = "task")]
+        tasks: Vec<String>,
+        /// Samples per batch.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Output side in pixels (square).
+        #[arg(long, default_value_t = 384)]
+        size: u32,
+        /// Decode threads (default: the cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Epochs to run.
+        #[arg(long, default_value_t = 1)]
+        epochs: u64,
+        /// Images as normalized f32 instead of u8.
+        #[arg(long)]
+        f32: bool,
+        /// Augmentation off (whole image resized).
+        #[arg(long)]
+        no_augment: bool,
+        /// Only decode the images, no loader.
+        #[arg(long)]
+        decode_only: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build a demo dataset from bundled photos with demonstration teachers.
     ///
     /// Example: must-ds demo ./must-demo
@@ -226,6 +262,9 @@ enum Command {
         /// Where to build it (a previous demo dataset there is replaced).
         #[arg(default_value = "must-demo")]
         dir: PathBuf,
+        /// Images to make (crops and flips of the 7 bundled photos; default 336).
+        #[arg(long, default_value_t = 336)]
+        images: usize,
     },
 }
 
@@ -527,7 +566,35 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                 )?;
             }
         }
-        Command::Demo { dir } => demo::run(&dir, rt, &mut out)?,
+        Command::Bench {
+            root,
+            tasks,
+            batch_size,
+            size,
+            workers,
+            epochs,
+            f32,
+            no_augment,
+            decode_only,
+            json,
+        } => bench::run(
+            bench::BenchArgs {
+                root,
+                tasks,
+                batch_size,
+                size,
+                workers: workers
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                epochs,
+                f32,
+                no_augment,
+                decode_only,
+                json,
+            },
+            rt,
+            &mut out,
+        )?,
+        Command::Demo { dir, images } => demo::run(&dir, images, rt, &mut out)?,
     }
     Ok(0)
 }

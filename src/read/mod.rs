@@ -9,6 +9,7 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use bytes::Bytes;
 use futures::TryStreamExt;
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 
@@ -52,6 +53,44 @@ pub struct RowGroupData {
     pub labels: BTreeMap<String, Vec<Option<Label>>>,
 }
 
+/// Parsed footers of recently read files, shared by concurrent reads
+/// (least recently inserted dropped first past `capacity`).
+#[derive(Debug)]
+pub struct FooterCache {
+    capacity: usize,
+    inner: std::sync::Mutex<(
+        std::collections::HashMap<String, ArrowReaderMetadata>,
+        std::collections::VecDeque<String>,
+    )>,
+}
+
+impl FooterCache {
+    /// A cache of at most `capacity` footers.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            inner: Default::default(),
+        }
+    }
+
+    fn get(&self, file: &str) -> Option<ArrowReaderMetadata> {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.0.get(file).cloned()
+    }
+
+    fn put(&self, file: &str, meta: ArrowReaderMetadata) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0.insert(file.to_owned(), meta).is_none() {
+            g.1.push_back(file.to_owned());
+        }
+        while g.1.len() > self.capacity {
+            if let Some(old) = g.1.pop_front() {
+                g.0.remove(&old);
+            }
+        }
+    }
+}
+
 /// Image shard columns, all of them.
 pub const IMAGE_COLUMNS: &[&str] = &["image_id", "source", "image", "uri", "width", "height"];
 
@@ -65,10 +104,35 @@ impl Dataset {
         row_groups: Option<Vec<usize>>,
         columns: Option<&[&str]>,
     ) -> Result<Vec<RecordBatch>> {
-        let reader = StoreReader::new(self.store.clone(), self.object_path(rel), size);
-        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        self.read_batches_cached(rel, size, row_groups, columns, None)
             .await
-            .map_err(|e| Error::parquet(rel, e))?;
+    }
+
+    /// [`read_batches`](Self::read_batches) keeping each file's footer in
+    /// `footers`, so that reading more row groups of it costs no footer request.
+    pub async fn read_batches_cached(
+        &self,
+        rel: &str,
+        size: Option<u64>,
+        row_groups: Option<Vec<usize>>,
+        columns: Option<&[&str]>,
+        footers: Option<&FooterCache>,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut reader = StoreReader::new(self.store.clone(), self.object_path(rel), size);
+        let cached = footers.and_then(|f| f.get(rel));
+        let meta = match cached {
+            Some(m) => m,
+            None => {
+                let m = ArrowReaderMetadata::load_async(&mut reader, Default::default())
+                    .await
+                    .map_err(|e| Error::parquet(rel, e))?;
+                if let Some(f) = footers {
+                    f.put(rel, m.clone());
+                }
+                m
+            }
+        };
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta);
         let mut builder = builder.with_batch_size(1 << 20);
         if let Some(cols) = columns {
             let fields = builder.schema().fields();
@@ -123,6 +187,19 @@ impl Dataset {
         tasks: &[&str],
         image_columns: Option<&[&str]>,
     ) -> Result<RowGroupData> {
+        self.read_row_group_cached(shard, row_group, tasks, image_columns, None)
+            .await
+    }
+
+    /// [`read_row_group`](Self::read_row_group) with a footer cache.
+    pub async fn read_row_group_cached(
+        &self,
+        shard: u64,
+        row_group: usize,
+        tasks: &[&str],
+        image_columns: Option<&[&str]>,
+        footers: Option<&FooterCache>,
+    ) -> Result<RowGroupData> {
         let a = self.snapshot.shard(shard)?.clone();
         let first_row = a.row_groups.iter().take(row_group).sum();
         let mut cols: Vec<&str> = image_columns.unwrap_or(IMAGE_COLUMNS).to_vec();
@@ -143,14 +220,26 @@ impl Dataset {
         let label_reads = files.iter().map(|(_, _, file)| async move {
             match file {
                 Some(l) => self
-                    .read_batches(&l.path, Some(l.bytes), Some(vec![row_group]), None)
+                    .read_batches_cached(
+                        &l.path,
+                        Some(l.bytes),
+                        Some(vec![row_group]),
+                        None,
+                        footers,
+                    )
                     .await
                     .map(Some),
                 None => Ok(None),
             }
         });
         let (batches, label_batches) = futures::future::try_join(
-            self.read_batches(&a.path, Some(a.bytes), Some(vec![row_group]), Some(&cols)),
+            self.read_batches_cached(
+                &a.path,
+                Some(a.bytes),
+                Some(vec![row_group]),
+                Some(&cols),
+                footers,
+            ),
             futures::future::try_join_all(label_reads),
         )
         .await?;

@@ -9,6 +9,7 @@ mod concurrency;
 mod conformance;
 mod crashes;
 mod faults;
+mod loader;
 mod python;
 mod s3;
 mod scale;

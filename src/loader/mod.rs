@@ -1,0 +1,1329 @@
+//! The streaming loader: deterministic, resumable mixed-task batches.
+//!
+//! ```text
+//! plan (indices only) ─▶ fetch (tokio: row group g of the image shard and of
+//! every task file together, footers cached, bytes bounded) ─▶ coordinator
+//! (shuffle buffer, one job per batch) ─▶ worker threads (decode, augment,
+//! collate) ─▶ Loader::next (batches in order)
+//! ```
+//!
+//! Guarantees:
+//!
+//! * **Determinism.** The batches of (dataset version, seed, epoch, rank,
+//!   world size, plan options) are the same whatever the number of workers,
+//!   the prefetch settings or the store; each sample's augmentation is drawn
+//!   from (seed, epoch, shard, row), not from scheduling.
+//! * **Equal steps.** Every rank yields the same number of batches (see
+//!   [`plan`] for the rule, by [`Balance`]).
+//! * **Resumption.** [`Loader::state`] after any batch is the same small value
+//!   on every rank; a loader built with [`LoaderBuilder::resume`] yields
+//!   exactly the batches an uninterrupted run would have yielded next, and
+//!   skipped samples are neither fetched beyond their row group nor decoded.
+//!   Resumed with another world size, the new ranks share the samples that
+//!   no rank had yielded: none repeated, none lost (only padding or the
+//!   `Drop` remainder can differ from the uninterrupted run).
+//!
+//! # Example
+//!
+//! ```
+//! use must_ds::loader::LoaderBuilder;
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let root = dir.path().join("ds");
+//! # must_ds::cli::demo::build(&root, 14).unwrap();
+//! // `root` holds a dataset with the four demo tasks.
+//! let mut loader = LoaderBuilder::open(root.to_str().unwrap(), None)
+//!     .task("hue-class", true)
+//!     .task("blobs", false)
+//!     .task("bands", false)
+//!     .task("depth", false)
+//!     .batch_size(4)
+//!     .output_size(64, 64)
+//!     .seed(7)
+//!     .build()?;
+//! let batch = loader.next().unwrap()?;
+//! assert_eq!(batch.image_ids.len(), 4);
+//! let state = loader.state(); // save it with the model checkpoint
+//! # let rest: Vec<_> = loader.map(|b| b.unwrap().image_ids).collect();
+//! // Later: the rest of the epoch, exactly.
+//! let resumed = LoaderBuilder::open(root.to_str().unwrap(), None)
+//!     .task("hue-class", true)
+//!     .task("blobs", false)
+//!     .task("bands", false)
+//!     .task("depth", false)
+//!     .batch_size(4)
+//!     .output_size(64, 64)
+//!     .seed(7)
+//!     .resume(state)
+//!     .build()?;
+//! # assert_eq!(resumed.map(|b| b.unwrap().image_ids).collect::<Vec<_>>(), rest);
+//! # Ok::<(), must_ds::Error>(())
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel as cb;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Label;
+use crate::error::{Error, Result};
+use crate::format::TaskDef;
+use crate::read::{FooterCache, RowGroupData};
+use crate::store::Dataset;
+
+pub mod augment;
+pub mod batch;
+pub mod plan;
+
+pub use augment::Crop;
+pub use batch::{Batch, Images, LabelOptions, MissingMass, TaskBatch, TaskData};
+pub use plan::Segment;
+
+use augment::{Geometry, Resizer, Rgb};
+use plan::{Mixing, PlanOptions, Rng, Unit};
+
+/// How ranks are brought to the same number of batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Every rank stops at the smallest rank's last full batch.
+    #[default]
+    Drop,
+    /// Every rank goes on to the largest rank's last batch, with padding slots.
+    Pad,
+}
+
+/// What to do with data that cannot be used (an unreadable row group, an
+/// image that does not decode, a label that breaks the format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CorruptPolicy {
+    /// Stop with [`Error::Corrupt`] naming file, row group and image id.
+    #[default]
+    Fail,
+    /// Leave the samples' slots as padding and report them in [`Loader::skipped`].
+    Skip,
+}
+
+/// A sample or row group the `Skip` policy left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptReport {
+    /// The data file.
+    pub file: String,
+    /// Row group.
+    pub row_group: usize,
+    /// The sample, when one sample was bad.
+    pub image_id: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for CorruptReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, row group {}", self.file, self.row_group)?;
+        if let Some(i) = &self.image_id {
+            write!(f, " (image_id {i:?})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// Pixel type of [`Batch::images`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ImageOutput {
+    /// u8, 0..=255.
+    U8,
+    /// f32, `(x / 255 − mean) / std` per channel.
+    F32 {
+        /// Per-channel mean (RGB).
+        mean: [f32; 3],
+        /// Per-channel standard deviation (RGB).
+        std: [f32; 3],
+    },
+}
+
+impl ImageOutput {
+    /// f32 with the ImageNet mean and standard deviation.
+    pub const IMAGENET: ImageOutput = ImageOutput::F32 {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
+}
+
+/// Where the loader stands in an epoch: the same on every rank. Save it with
+/// the model; hand it to [`LoaderBuilder::resume`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoaderState {
+    /// Dataset version planned.
+    pub version: u64,
+    /// Seed.
+    pub seed: u64,
+    /// Epoch.
+    pub epoch: u64,
+    /// Options that shape the plan (tasks required, batch size, shuffle, balance, weights).
+    pub plan: String,
+    /// World sizes used so far in this epoch and the batches each rank yielded under each.
+    pub segments: Vec<Segment>,
+}
+
+/// Time and volume counters, summed over threads.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    fetch_ns: AtomicU64,
+    fetched_bytes: AtomicU64,
+    decode_ns: AtomicU64,
+    decoded: AtomicU64,
+    augment_ns: AtomicU64,
+    collate_ns: AtomicU64,
+    wait_ns: AtomicU64,
+    samples: AtomicU64,
+    batches: AtomicU64,
+    padding: AtomicU64,
+    missing_required: AtomicU64,
+}
+
+/// A reading of [`Metrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MetricsSnapshot {
+    /// Seconds row group reads were in flight (summed over concurrent reads).
+    pub fetch_s: f64,
+    /// Encoded image bytes fetched.
+    pub fetched_bytes: u64,
+    /// Seconds decoding images (summed over workers).
+    pub decode_s: f64,
+    /// Images decoded.
+    pub decoded: u64,
+    /// Seconds cropping and resizing images and labels.
+    pub augment_s: f64,
+    /// Seconds writing samples into batch arrays.
+    pub collate_s: f64,
+    /// Seconds the caller waited in `next()`.
+    pub wait_s: f64,
+    /// Samples yielded (not padding).
+    pub samples: u64,
+    /// Batches yielded.
+    pub batches: u64,
+    /// Padding slots yielded.
+    pub padding: u64,
+    /// Samples left out for missing a required task's label.
+    pub missing_required: u64,
+}
+
+impl Metrics {
+    fn add(c: &AtomicU64, d: Duration) {
+        c.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let s = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e9;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            fetch_s: s(&self.fetch_ns),
+            fetched_bytes: n(&self.fetched_bytes),
+            decode_s: s(&self.decode_ns),
+            decoded: n(&self.decoded),
+            augment_s: s(&self.augment_ns),
+            collate_s: s(&self.collate_ns),
+            wait_s: s(&self.wait_ns),
+            samples: n(&self.samples),
+            batches: n(&self.batches),
+            padding: n(&self.padding),
+            missing_required: n(&self.missing_required),
+        }
+    }
+}
+
+enum Source {
+    Dataset(Box<Dataset>),
+    Url(String, Option<u64>),
+}
+
+/// Builds a [`Loader`]; every option has a default but the tasks.
+pub struct LoaderBuilder {
+    source: Source,
+    tasks: Vec<(String, bool)>,
+    batch_size: usize,
+    size: (u32, u32),
+    crop: Crop,
+    flip: f64,
+    augment: bool,
+    seed: u64,
+    epoch: u64,
+    rank: usize,
+    world_size: usize,
+    workers: usize,
+    prefetch_bytes: u64,
+    prefetch_batches: usize,
+    shuffle_row_groups: usize,
+    requests: usize,
+    output: ImageOutput,
+    labels: LabelOptions,
+    corrupt: CorruptPolicy,
+    balance: Balance,
+    weights: Option<BTreeMap<String, f64>>,
+    epoch_size: Option<u64>,
+    resume: Option<LoaderState>,
+}
+
+impl LoaderBuilder {
+    fn with(source: Source) -> Self {
+        Self {
+            source,
+            tasks: vec![],
+            batch_size: 32,
+            size: (384, 384),
+            crop: Crop::RandomResized {
+                scale: (0.08, 1.0),
+                ratio: (3.0 / 4.0, 4.0 / 3.0),
+            },
+            flip: 0.5,
+            augment: true,
+            seed: 0,
+            epoch: 0,
+            rank: 0,
+            world_size: 1,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            prefetch_bytes: 256 << 20,
+            prefetch_batches: 0,
+            shuffle_row_groups: 4,
+            requests: 8,
+            output: ImageOutput::U8,
+            labels: LabelOptions {
+                min_score: 0.0,
+                min_confidence: 0.0,
+                missing_mass: MissingMass::Spread,
+                max_boxes: None,
+                min_box_size: 1.0,
+            },
+            corrupt: CorruptPolicy::Fail,
+            balance: Balance::Drop,
+            weights: None,
+            epoch_size: None,
+            resume: None,
+        }
+    }
+
+    /// A loader over an opened dataset (its version).
+    pub fn new(dataset: Dataset) -> Self {
+        Self::with(Source::Dataset(Box::new(dataset)))
+    }
+
+    /// A loader over the dataset at `url` (any location [`Dataset::open`]
+    /// takes), at `version` or the latest.
+    pub fn open(url: &str, version: Option<u64>) -> Self {
+        Self::with(Source::Url(url.to_owned(), version))
+    }
+
+    /// Loads `task`; when `required`, samples without its label are left out
+    /// (shards without its file are not planned; null rows become padding).
+    pub fn task(mut self, task: &str, required: bool) -> Self {
+        self.tasks.push((task.to_owned(), required));
+        self
+    }
+
+    /// Samples per batch (default 32).
+    pub fn batch_size(mut self, b: usize) -> Self {
+        self.batch_size = b;
+        self
+    }
+
+    /// Output width and height (default 384×384).
+    pub fn output_size(mut self, width: u32, height: u32) -> Self {
+        self.size = (width, height);
+        self
+    }
+
+    /// The crop (default: random resized crop, scale 0.08–1, ratio 3/4–4/3).
+    pub fn crop(mut self, crop: Crop) -> Self {
+        self.crop = crop;
+        self
+    }
+
+    /// Probability of a horizontal flip (default 0.5).
+    pub fn flip(mut self, p: f64) -> Self {
+        self.flip = p;
+        self
+    }
+
+    /// Augmentation on (default) or off: off resizes the whole image, no flip.
+    pub fn augment(mut self, on: bool) -> Self {
+        self.augment = on;
+        self
+    }
+
+    /// Seed of the plan and the augmentation (default 0).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Epoch (default 0): every epoch has its own order and augmentation.
+    pub fn epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// This process's rank among `world_size` (default 0 of 1).
+    pub fn rank(mut self, rank: usize, world_size: usize) -> Self {
+        self.rank = rank;
+        self.world_size = world_size;
+        self
+    }
+
+    /// Decode threads (default: the machine's cores).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// Bytes of row groups fetched ahead and held open (estimated from file
+    /// sizes; default 256 MiB).
+    pub fn prefetch_bytes(mut self, bytes: u64) -> Self {
+        self.prefetch_bytes = bytes.max(1 << 20);
+        self
+    }
+
+    /// Batches prepared ahead (default: workers + 1).
+    pub fn prefetch_batches(mut self, n: usize) -> Self {
+        self.prefetch_batches = n;
+        self
+    }
+
+    /// Row groups open in the shuffle buffer (default 4).
+    pub fn shuffle_row_groups(mut self, k: usize) -> Self {
+        self.shuffle_row_groups = k.max(1);
+        self
+    }
+
+    /// Row group reads in flight (default 8).
+    pub fn requests_in_flight(mut self, n: usize) -> Self {
+        self.requests = n.max(1);
+        self
+    }
+
+    /// Pixel type of the images (default u8).
+    pub fn image_output(mut self, o: ImageOutput) -> Self {
+        self.output = o;
+        self
+    }
+
+    /// Boxes scoring under `s` are dropped at load time (default 0).
+    pub fn min_score(mut self, s: f32) -> Self {
+        self.labels.min_score = s;
+        self
+    }
+
+    /// Segmentation pixels with confidence under `c` (0..1) become
+    /// `ignore_index` (default 0: all kept).
+    pub fn min_confidence(mut self, c: f32) -> Self {
+        self.labels.min_confidence = c;
+        self
+    }
+
+    /// Top-k mass handling (default: spread over the other classes).
+    pub fn missing_mass(mut self, m: MissingMass) -> Self {
+        self.labels.missing_mass = m;
+        self
+    }
+
+    /// A fixed N of boxes per sample (the top-scoring kept); default: the batch's max.
+    pub fn max_boxes(mut self, n: Option<usize>) -> Self {
+        self.labels.max_boxes = n;
+        self
+    }
+
+    /// Corrupt data policy (default `Fail`).
+    pub fn on_corrupt(mut self, p: CorruptPolicy) -> Self {
+        self.corrupt = p;
+        self
+    }
+
+    /// Equal batches per rank by dropping or padding (default `Drop`).
+    pub fn balance(mut self, b: Balance) -> Self {
+        self.balance = b;
+        self
+    }
+
+    /// Mixes sources by weight (see [`plan`] for the rule).
+    pub fn weights<S: Into<String>>(mut self, w: impl IntoIterator<Item = (S, f64)>) -> Self {
+        self.weights = Some(w.into_iter().map(|(s, w)| (s.into(), w)).collect());
+        self
+    }
+
+    /// Samples per epoch when mixing by weight (default: rows of the weighted sources).
+    pub fn epoch_size(mut self, n: u64) -> Self {
+        self.epoch_size = Some(n);
+        self
+    }
+
+    /// Continues from a saved state (same seed, epoch, version and plan
+    /// options; any world size).
+    pub fn resume(mut self, state: LoaderState) -> Self {
+        self.resume = Some(state);
+        self
+    }
+
+    fn plan_key(&self) -> String {
+        let req: Vec<&str> = self
+            .tasks
+            .iter()
+            .filter(|t| t.1)
+            .map(|t| t.0.as_str())
+            .collect();
+        format!(
+            "b={};k={};balance={:?};required={:?};weights={:?};epoch_size={:?}",
+            self.batch_size,
+            self.shuffle_row_groups,
+            self.balance,
+            req,
+            self.weights,
+            self.epoch_size
+        )
+    }
+
+    /// Opens the dataset if needed, plans the epoch and starts the threads.
+    pub fn build(self) -> Result<Loader> {
+        let bad = |m: String| Err(Error::Loader(m));
+        if self.tasks.is_empty() {
+            return bad("no task requested (LoaderBuilder::task)".into());
+        }
+        if self.batch_size == 0 || self.size.0 == 0 || self.size.1 == 0 {
+            return bad("batch size and output size must be positive".into());
+        }
+        if self.world_size == 0 || self.rank >= self.world_size {
+            return bad(format!(
+                "rank {} is not in a world of {}",
+                self.rank, self.world_size
+            ));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("must-fetch")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("tokio runtime", e))?;
+        let ds = match &self.source {
+            Source::Dataset(d) => (**d).clone(),
+            Source::Url(u, v) => rt.block_on(async {
+                match v {
+                    Some(v) => Dataset::open_at(u, *v).await,
+                    None => Dataset::open(u).await,
+                }
+            })?,
+        };
+        let snap = ds.snapshot();
+        let mut tasks: Vec<TaskDef> = Vec::new();
+        for (t, _) in &self.tasks {
+            tasks.push(snap.task(t)?.clone());
+        }
+        let required: Vec<usize> = (0..self.tasks.len()).filter(|&i| self.tasks[i].1).collect();
+        let plan_key = self.plan_key();
+        if let Some(s) = &self.resume {
+            let want = (snap.version, self.seed, self.epoch, &plan_key);
+            if (s.version, s.seed, s.epoch, &s.plan) != want {
+                return bad(format!(
+                    "the state is of version {}, seed {}, epoch {}, plan {:?}; this loader has version {}, seed {}, epoch {}, plan {:?}",
+                    s.version, s.seed, s.epoch, s.plan, want.0, want.1, want.2, want.3
+                ));
+            }
+        }
+        // Units: (shard, row group) of shards that have every required task.
+        let mut units = Vec::new();
+        for (&shard, a) in &snap.images {
+            let files: Vec<Option<&crate::format::AddLabels>> = self
+                .tasks
+                .iter()
+                .map(|(t, _)| snap.labels.get(&(t.clone(), shard)))
+                .collect();
+            if required.iter().any(|&i| files[i].is_none()) {
+                continue;
+            }
+            let source = if a.sources.len() == 1 {
+                a.sources.keys().next().cloned().unwrap_or_default()
+            } else {
+                if self.weights.is_some() && a.sources.len() > 1 {
+                    return bad(format!(
+                        "image shard {shard} ({}) holds several sources {:?}; weighted mixing needs one source per shard",
+                        a.path,
+                        a.sources.keys().collect::<Vec<_>>()
+                    ));
+                }
+                String::new()
+            };
+            let shard_bytes: u64 = a.bytes + files.iter().flatten().map(|l| l.bytes).sum::<u64>();
+            let mut first = 0u64;
+            for (g, &rows) in a.row_groups.iter().enumerate() {
+                if rows > 0 {
+                    units.push(Unit {
+                        shard,
+                        row_group: g,
+                        first_row: first,
+                        rows: rows as u32,
+                        source: source.clone(),
+                        est_bytes: shard_bytes * rows / a.rows.max(1),
+                    });
+                }
+                first += rows;
+            }
+        }
+        let popts = PlanOptions {
+            batch_size: self.batch_size,
+            shuffle_row_groups: self.shuffle_row_groups,
+            pad: self.balance == Balance::Pad,
+            mixing: Mixing {
+                weights: self.weights.clone(),
+                epoch_size: self.epoch_size,
+            },
+            seed: self.seed,
+            epoch: self.epoch,
+        };
+        let past = self
+            .resume
+            .as_ref()
+            .map(|s| s.segments.clone())
+            .unwrap_or_default();
+        let rp = plan::rank_plan(&units, &popts, &past, self.rank, self.world_size)
+            .map_err(Error::Loader)?;
+        let mut segments = past;
+        match segments.last() {
+            Some(l) if l.world_size == self.world_size => {}
+            _ => segments.push(Segment {
+                world_size: self.world_size,
+                batches: 0,
+            }),
+        }
+        let state = LoaderState {
+            version: snap.version,
+            seed: self.seed,
+            epoch: self.epoch,
+            plan: plan_key,
+            segments,
+        };
+        Ok(Loader::start(
+            self,
+            rt,
+            Arc::new(ds),
+            Arc::new(units),
+            tasks,
+            required,
+            rp,
+            state,
+        ))
+    }
+}
+
+/// A slot of a batch job.
+enum Slot {
+    Sample(Box<SampleIn>),
+    Empty,
+    Bad(CorruptReport),
+}
+
+struct SampleIn {
+    image_id: String,
+    source: String,
+    image: Option<Bytes>,
+    uri: Option<String>,
+    shard: u64,
+    row: u64,
+    file: Arc<str>,
+    row_group: usize,
+    labels: Vec<Option<Label>>,
+}
+
+struct Job {
+    index: u64,
+    slots: Vec<Slot>,
+}
+
+struct Shared {
+    tasks: Vec<TaskDef>,
+    labels: LabelOptions,
+    output: ImageOutput,
+    size: (u32, u32),
+    crop: Crop,
+    flip: f64,
+    augment: bool,
+    seed: u64,
+    epoch: u64,
+    batch_size: usize,
+    corrupt: CorruptPolicy,
+    metrics: Arc<Metrics>,
+    skipped: Arc<Mutex<Vec<CorruptReport>>>,
+    spare: cb::Receiver<Batch>,
+}
+
+/// Streams one epoch of batches for one rank: an iterator of `Result<Batch>`.
+pub struct Loader {
+    results: cb::Receiver<(u64, Result<Batch>)>,
+    reorder: BTreeMap<u64, Result<Batch>>,
+    tokens: Option<cb::Sender<()>>,
+    recycle: cb::Sender<Batch>,
+    next_index: u64,
+    end: u64,
+    state: LoaderState,
+    metrics: Arc<Metrics>,
+    skipped: Arc<Mutex<Vec<CorruptReport>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    rt: Option<tokio::runtime::Runtime>,
+    failed: bool,
+}
+
+struct Open {
+    data: std::result::Result<RowGroupData, CorruptReport>,
+    file: Arc<str>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+type Fetched = (usize, Open);
+
+impl Loader {
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        b: LoaderBuilder,
+        rt: tokio::runtime::Runtime,
+        ds: Arc<Dataset>,
+        units: Arc<Vec<Unit>>,
+        tasks: Vec<TaskDef>,
+        required: Vec<usize>,
+        rp: plan::RankPlan,
+        state: LoaderState,
+    ) -> Loader {
+        let metrics = Arc::new(Metrics::default());
+        let skipped = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let ahead = if b.prefetch_batches == 0 {
+            b.workers + 1
+        } else {
+            b.prefetch_batches
+        };
+        let (tok_tx, tok_rx) = cb::bounded::<()>(ahead);
+        for _ in 0..ahead {
+            let _ = tok_tx.send(());
+        }
+        let (job_tx, job_rx) = cb::bounded::<Job>(b.workers);
+        let (res_tx, res_rx) = cb::unbounded();
+        let (spare_tx, spare_rx) = cb::bounded::<Batch>(ahead + b.workers);
+
+        // Fetch: the rank's slices in the order the sampler needs them.
+        let order: Vec<(usize, usize)> = rp
+            .sampler
+            .pending_slices()
+            .into_iter()
+            .map(|s| (s, rp.sampler.slices()[s].unit as usize))
+            .collect();
+        let (fetch_tx, fetch_rx) = tokio::sync::mpsc::unbounded_channel::<Fetched>();
+        let budget_kib = (b.prefetch_bytes / 1024).max(1) as usize;
+        let cap = (budget_kib / (b.shuffle_row_groups + 1)).max(1);
+        let sem = Arc::new(tokio::sync::Semaphore::new(budget_kib));
+        let task_names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+        {
+            let (ds, units, metrics) = (ds.clone(), units.clone(), metrics.clone());
+            let requests = b.requests;
+            rt.spawn(async move {
+                let footers = Arc::new(FooterCache::new(256));
+                let names: Arc<Vec<String>> = Arc::new(task_names);
+                let stream = futures::stream::iter(order)
+                    .then(|(s, u)| {
+                        let sem = sem.clone();
+                        let want = ((units[u].est_bytes / 1024) as usize).clamp(1, cap);
+                        async move {
+                            let permit = sem.acquire_many_owned(want as u32).await;
+                            (s, u, permit)
+                        }
+                    })
+                    .map(|(s, u, permit)| {
+                        let (ds, units, footers, names, metrics) = (
+                            ds.clone(),
+                            units.clone(),
+                            footers.clone(),
+                            names.clone(),
+                            metrics.clone(),
+                        );
+                        async move {
+                            let unit = &units[u];
+                            let t0 = Instant::now();
+                            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                            let r = ds
+                                .read_row_group_cached(
+                                    unit.shard,
+                                    unit.row_group,
+                                    &refs,
+                                    None,
+                                    Some(&footers),
+                                )
+                                .await;
+                            Metrics::add(&metrics.fetch_ns, t0.elapsed());
+                            let file: Arc<str> = ds
+                                .snapshot()
+                                .images
+                                .get(&unit.shard)
+                                .map_or_else(
+                                    || format!("image shard {}", unit.shard),
+                                    |a| a.path.clone(),
+                                )
+                                .into();
+                            let data = r.map_err(|e| CorruptReport {
+                                file: file.to_string(),
+                                row_group: unit.row_group,
+                                image_id: None,
+                                reason: e.to_string(),
+                            });
+                            if let Ok(d) = &data {
+                                let n: usize = d
+                                    .images
+                                    .iter()
+                                    .filter_map(|i| i.image.as_ref())
+                                    .map(Bytes::len)
+                                    .sum();
+                                metrics.fetched_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                            (s, permit, data, file)
+                        }
+                    })
+                    .buffered(requests);
+                futures::pin_mut!(stream);
+                while let Some((s, permit, data, file)) = stream.next().await {
+                    let Ok(permit) = permit else { return };
+                    if fetch_tx
+                        .send((
+                            s,
+                            Open {
+                                data,
+                                file,
+                                _permit: permit,
+                            },
+                        ))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+
+        let shared = Arc::new(Shared {
+            tasks,
+            labels: b.labels.clone(),
+            output: b.output,
+            size: b.size,
+            crop: b.crop.clone(),
+            flip: b.flip,
+            augment: b.augment,
+            seed: b.seed,
+            epoch: b.epoch,
+            batch_size: b.batch_size,
+            corrupt: b.corrupt,
+            metrics: metrics.clone(),
+            skipped: skipped.clone(),
+            spare: spare_rx,
+        });
+        let mut threads = Vec::new();
+        // Coordinator: the shuffle buffer, one job per batch.
+        {
+            let (stop, shared, metrics) = (stop.clone(), shared.clone(), metrics.clone());
+            let (done, end) = (rp.done, rp.batches);
+            let mut sampler = rp.sampler;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("must-plan".into())
+                    .spawn(move || {
+                        let mut fetch_rx = fetch_rx;
+                        let mut open: HashMap<usize, Open> = HashMap::new();
+                        let mut reported: std::collections::HashSet<usize> = Default::default();
+                        for index in done..end {
+                            if tok_rx.recv().is_err() || stop.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            let mut slots = Vec::with_capacity(shared.batch_size);
+                            for _ in 0..shared.batch_size {
+                                let Some(d) = sampler.draw() else {
+                                    slots.push(Slot::Empty);
+                                    continue;
+                                };
+                                while !open.contains_key(&d.slice) {
+                                    match fetch_rx.blocking_recv() {
+                                        Some((s, o)) => {
+                                            open.insert(s, o);
+                                        }
+                                        None => return,
+                                    }
+                                }
+                                let o = open.get_mut(&d.slice).expect("just inserted");
+                                let slot = take_sample(
+                                    o,
+                                    d.row as usize,
+                                    &shared,
+                                    &required,
+                                    &metrics,
+                                    &mut reported,
+                                    d.slice,
+                                );
+                                slots.push(slot);
+                                if d.closes {
+                                    open.remove(&d.slice);
+                                }
+                            }
+                            if job_tx.send(Job { index, slots }).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("spawning the loader's plan thread"),
+            );
+        }
+        for w in 0..b.workers {
+            let (job_rx, res_tx, shared) = (job_rx.clone(), res_tx.clone(), shared.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("must-decode-{w}"))
+                    .spawn(move || {
+                        let mut ws = WorkerState::default();
+                        while let Ok(job) = job_rx.recv() {
+                            let index = job.index;
+                            let r = build_batch(job, &shared, &mut ws);
+                            if res_tx.send((index, r)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("spawning a loader decode thread"),
+            );
+        }
+        Loader {
+            results: res_rx,
+            reorder: BTreeMap::new(),
+            tokens: Some(tok_tx),
+            recycle: spare_tx,
+            next_index: rp.done,
+            end: rp.batches,
+            state,
+            metrics,
+            skipped,
+            stop,
+            threads,
+            rt: Some(rt),
+            failed: false,
+        }
+    }
+
+    /// Where the loader stands: after the last batch `next()` returned.
+    pub fn state(&self) -> LoaderState {
+        self.state.clone()
+    }
+
+    /// Batches this rank yields in the epoch (all of them, from the start).
+    pub fn batches_per_epoch(&self) -> u64 {
+        self.end
+    }
+
+    /// Batches still to come.
+    pub fn remaining(&self) -> u64 {
+        self.end - self.next_index
+    }
+
+    /// Counters of time and volume.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// What the `Skip` policy left out so far.
+    pub fn skipped(&self) -> Vec<CorruptReport> {
+        self.skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Hands a batch's buffers back for reuse by a later batch.
+    pub fn recycle(&self, batch: Batch) {
+        let _ = self.recycle.try_send(batch);
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        if self.failed || self.next_index >= self.end {
+            return None;
+        }
+        let t0 = Instant::now();
+        let r = loop {
+            if let Some(r) = self.reorder.remove(&self.next_index) {
+                break r;
+            }
+            match self.results.recv() {
+                Ok((i, r)) => {
+                    self.reorder.insert(i, r);
+                }
+                Err(_) => {
+                    break Err(Error::Loader(
+                        "the loader's threads stopped before the end of the epoch".into(),
+                    ))
+                }
+            }
+        };
+        Metrics::add(&self.metrics.wait_ns, t0.elapsed());
+        self.next_index += 1;
+        if let Some(t) = &self.tokens {
+            let _ = t.try_send(());
+        }
+        match &r {
+            Ok(b) => {
+                if let Some(s) = self.state.segments.last_mut() {
+                    s.batches += 1;
+                }
+                let pad = b.padding.iter().filter(|p| **p).count() as u64;
+                self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+                self.metrics.padding.fetch_add(pad, Ordering::Relaxed);
+                self.metrics
+                    .samples
+                    .fetch_add(b.batch_size as u64 - pad, Ordering::Relaxed);
+            }
+            Err(_) => self.failed = true,
+        }
+        Some(r)
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.tokens = None;
+        // Unblock the coordinator and the workers: drop what they would send to.
+        let (_, dead) = cb::unbounded();
+        self.results = dead;
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn take_sample(
+    o: &mut Open,
+    row: usize,
+    shared: &Shared,
+    required: &[usize],
+    metrics: &Metrics,
+    reported: &mut std::collections::HashSet<usize>,
+    slice: usize,
+) -> Slot {
+    let rg = match &mut o.data {
+        Ok(rg) => rg,
+        Err(rep) => {
+            return match shared.corrupt {
+                CorruptPolicy::Fail => Slot::Bad(rep.clone()),
+                CorruptPolicy::Skip => {
+                    if reported.insert(slice) {
+                        shared
+                            .skipped
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(rep.clone());
+                    }
+                    Slot::Empty
+                }
+            }
+        }
+    };
+    let Some(img) = rg.images.get_mut(row) else {
+        return Slot::Bad(CorruptReport {
+            file: o.file.to_string(),
+            row_group: rg.row_group,
+            image_id: None,
+            reason: format!("row {row} is past the row group's {} rows", rg.images.len()),
+        });
+    };
+    let labels: Vec<Option<Label>> = shared
+        .tasks
+        .iter()
+        .map(|t| {
+            rg.labels
+                .get_mut(&t.name)
+                .and_then(|v| v.get_mut(row))
+                .and_then(Option::take)
+        })
+        .collect();
+    if required.iter().any(|&i| labels[i].is_none()) {
+        img.image = None;
+        metrics.missing_required.fetch_add(1, Ordering::Relaxed);
+        return Slot::Empty;
+    }
+    Slot::Sample(Box::new(SampleIn {
+        image_id: std::mem::take(&mut img.image_id),
+        source: img.source.take().unwrap_or_default(),
+        image: img.image.take(),
+        uri: img.uri.take(),
+        shard: rg.shard,
+        row: rg.first_row + row as u64,
+        file: o.file.clone(),
+        row_group: rg.row_group,
+        labels,
+    }))
+}
+
+#[derive(Default)]
+struct WorkerState {
+    rgb: Rgb,
+    resizer: Resizer,
+}
+
+fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
+    let (w, h) = sh.size;
+    let b = sh.batch_size;
+    let hw = (w * h) as usize;
+    let col = batch::Collator {
+        tasks: &sh.tasks,
+        opts: &sh.labels,
+        b,
+        w,
+        h,
+    };
+    let mut batch = match sh.spare.try_recv() {
+        Ok(old) => old,
+        Err(_) => Batch {
+            epoch: sh.epoch,
+            index: 0,
+            batch_size: b,
+            height: h,
+            width: w,
+            images: Images::U8(Vec::new()),
+            image_ids: vec![],
+            sources: vec![],
+            padding: vec![],
+            tasks: BTreeMap::new(),
+        },
+    };
+    batch.epoch = sh.epoch;
+    batch.index = job.index;
+    batch.batch_size = b;
+    (batch.width, batch.height) = (w, h);
+    batch.image_ids.clear();
+    batch.image_ids.resize(b, String::new());
+    batch.sources.clear();
+    batch.sources.resize(b, String::new());
+    batch.padding.clear();
+    batch.padding.resize(b, true);
+    batch.images = match (
+        std::mem::replace(&mut batch.images, Images::U8(vec![])),
+        sh.output,
+    ) {
+        (Images::U8(mut v), ImageOutput::U8) => {
+            v.clear();
+            v.resize(b * 3 * hw, 0);
+            Images::U8(v)
+        }
+        (Images::F32(mut v), ImageOutput::F32 { .. }) => {
+            v.clear();
+            v.resize(b * 3 * hw, 0.0);
+            Images::F32(v)
+        }
+        (_, ImageOutput::U8) => Images::U8(vec![0; b * 3 * hw]),
+        (_, ImageOutput::F32 { .. }) => Images::F32(vec![0.0; b * 3 * hw]),
+    };
+    batch.tasks = col.empty_tasks(Some(std::mem::take(&mut batch.tasks)));
+    let mut boxes: BTreeMap<String, Vec<Vec<([f32; 4], i64, f32)>>> = BTreeMap::new();
+    for (i, slot) in job.slots.into_iter().enumerate() {
+        let s = match slot {
+            Slot::Empty => continue,
+            Slot::Bad(rep) => {
+                return Err(Error::Corrupt {
+                    file: rep.file,
+                    row_group: rep.row_group,
+                    image_id: rep.image_id,
+                    reason: rep.reason,
+                })
+            }
+            Slot::Sample(s) => s,
+        };
+        match fill_sample(&mut batch, i, &s, sh, ws, &col, &mut boxes) {
+            Ok(()) => {
+                batch.padding[i] = false;
+                batch.image_ids[i] = s.image_id;
+                batch.sources[i] = s.source;
+            }
+            Err(reason) => {
+                let rep = CorruptReport {
+                    file: s.file.to_string(),
+                    row_group: s.row_group,
+                    image_id: Some(s.image_id.clone()),
+                    reason,
+                };
+                match sh.corrupt {
+                    CorruptPolicy::Fail => {
+                        return Err(Error::Corrupt {
+                            file: rep.file,
+                            row_group: rep.row_group,
+                            image_id: rep.image_id,
+                            reason: rep.reason,
+                        })
+                    }
+                    CorruptPolicy::Skip => {
+                        clear_slot(&mut batch, i, hw, &sh.tasks);
+                        for v in boxes.values_mut() {
+                            if let Some(x) = v.get_mut(i) {
+                                x.clear();
+                            }
+                        }
+                        sh.skipped
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(rep);
+                    }
+                }
+            }
+        }
+    }
+    let t0 = Instant::now();
+    for t in &sh.tasks {
+        if let Some(p) = boxes.remove(&t.name) {
+            if let Some(tb) = batch.tasks.get_mut(&t.name) {
+                col.finish_boxes(tb, p);
+            }
+        } else if let Some(tb) = batch.tasks.get_mut(&t.name) {
+            col.finish_boxes(tb, vec![]);
+        }
+    }
+    Metrics::add(&sh.metrics.collate_ns, t0.elapsed());
+    Ok(batch)
+}
+
+/// Resets slot `i` to padding after a sample failed half-way.
+fn clear_slot(batch: &mut Batch, i: usize, hw: usize, tasks: &[TaskDef]) {
+    match &mut batch.images {
+        Images::U8(v) => v[i * 3 * hw..(i + 1) * 3 * hw].fill(0),
+        Images::F32(v) => v[i * 3 * hw..(i + 1) * 3 * hw].fill(0.0),
+    }
+    for t in tasks {
+        let Some(tb) = batch.tasks.get_mut(&t.name) else {
+            continue;
+        };
+        tb.present[i] = false;
+        match &mut tb.data {
+            TaskData::Classification { num_classes, probs } => {
+                probs[i * *num_classes..(i + 1) * *num_classes].fill(0.0)
+            }
+            TaskData::Segmentation { mask, ignore_index } => {
+                mask[i * hw..(i + 1) * hw].fill(*ignore_index)
+            }
+            TaskData::Depth { depth, valid } => {
+                depth[i * hw..(i + 1) * hw].fill(0.0);
+                valid[i * hw..(i + 1) * hw].fill(false);
+            }
+            TaskData::Detection { .. } => {}
+        }
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn fill_sample(
+    batch: &mut Batch,
+    i: usize,
+    s: &SampleIn,
+    sh: &Shared,
+    ws: &mut WorkerState,
+    col: &batch::Collator<'_>,
+    boxes: &mut BTreeMap<String, Vec<Vec<([f32; 4], i64, f32)>>>,
+) -> std::result::Result<(), String> {
+    let (w, h) = sh.size;
+    let hw = (w * h) as usize;
+    let Some(bytes) = &s.image else {
+        return Err(match &s.uri {
+            Some(u) => {
+                format!("image not embedded (uri {u}); the loader reads embedded images only")
+            }
+            None => "no image bytes".into(),
+        });
+    };
+    let t0 = Instant::now();
+    augment::decode(bytes, &mut ws.rgb)?;
+    let t1 = Instant::now();
+    Metrics::add(&sh.metrics.decode_ns, t1 - t0);
+    sh.metrics.decoded.fetch_add(1, Ordering::Relaxed);
+    let mut rng = Rng::new(&[sh.seed, sh.epoch, s.shard, s.row, 3]);
+    let (iw, ih) = (ws.rgb.width, ws.rgb.height);
+    let g = if sh.augment {
+        Geometry::draw(&sh.crop, sh.flip, iw, ih, w, h, &mut rng)
+    } else {
+        Geometry::draw(&Crop::Resize, 0.0, iw, ih, w, h, &mut rng)
+    };
+    ws.resizer.render(&ws.rgb, &g, w, h)?;
+    let t2 = Instant::now();
+    // Interleaved RGB → planar, into the batch, mirrored when flipped.
+    let px = ws.resizer.output();
+    let ow = w as usize;
+    let src_row = |y: usize| &px[y * ow * 3..(y + 1) * ow * 3];
+    match (&mut batch.images, sh.output) {
+        (Images::U8(v), _) => {
+            let out = &mut v[i * 3 * hw..(i + 1) * 3 * hw];
+            let (r, rest) = out.split_at_mut(hw);
+            let (g_, b_) = rest.split_at_mut(hw);
+            for y in 0..h as usize {
+                let s = src_row(y);
+                let (r, g_, b_) = (
+                    &mut r[y * ow..(y + 1) * ow],
+                    &mut g_[y * ow..(y + 1) * ow],
+                    &mut b_[y * ow..(y + 1) * ow],
+                );
+                if g.flip {
+                    for (k, p) in s.chunks_exact(3).rev().enumerate() {
+                        (r[k], g_[k], b_[k]) = (p[0], p[1], p[2]);
+                    }
+                } else {
+                    for (k, p) in s.chunks_exact(3).enumerate() {
+                        (r[k], g_[k], b_[k]) = (p[0], p[1], p[2]);
+                    }
+                }
+            }
+        }
+        (Images::F32(v), ImageOutput::F32 { mean, std }) => {
+            let out = &mut v[i * 3 * hw..(i + 1) * 3 * hw];
+            for c in 0..3 {
+                let scale = 1.0 / (255.0 * std[c]);
+                let off = mean[c] / std[c];
+                for y in 0..h as usize {
+                    let s = src_row(y);
+                    let o = &mut out[c * hw + y * ow..c * hw + (y + 1) * ow];
+                    if g.flip {
+                        for (k, p) in s.chunks_exact(3).rev().enumerate() {
+                            o[k] = p[c] as f32 * scale - off;
+                        }
+                    } else {
+                        for (k, p) in s.chunks_exact(3).enumerate() {
+                            o[k] = p[c] as f32 * scale - off;
+                        }
+                    }
+                }
+            }
+        }
+        (Images::F32(_), ImageOutput::U8) => return Err("image buffer of the wrong type".into()),
+    }
+    let t3 = Instant::now();
+    Metrics::add(&sh.metrics.collate_ns, t3 - t2);
+    for (t, label) in sh.tasks.iter().zip(&s.labels) {
+        let Some(tb) = batch.tasks.get_mut(&t.name) else {
+            continue;
+        };
+        match col.put(tb, t, i, label.as_ref(), &g, iw, ih)? {
+            batch::Prepared::Boxes(bx) => {
+                let v = boxes
+                    .entry(t.name.clone())
+                    .or_insert_with(|| vec![vec![]; sh.batch_size]);
+                v[i] = bx;
+            }
+            batch::Prepared::Absent | batch::Prepared::Class | batch::Prepared::Done => {}
+        }
+    }
+    Metrics::add(&sh.metrics.augment_ns, (t2 - t1) + t3.elapsed());
+    Ok(())
+}

@@ -1,0 +1,658 @@
+//! The epoch plan: which samples each rank loads, in which order, from
+//! (seed, epoch, rank, world size) alone. Pure index work: no data is read,
+//! so that resuming replays it in milliseconds and decodes nothing.
+//!
+//! 1. **Units** are the (image shard, row group) pairs of the version.
+//! 2. **Global order.** Units are grouped by source. Without weights every
+//!    unit is taken once. With weights, source `s` gets a quota of
+//!    `round(w_s / Σw × epoch_size)` samples (`epoch_size` defaults to the
+//!    rows of the weighted sources): it runs through its units in a fresh
+//!    shuffled order per pass, as many passes as the quota needs, the last
+//!    one cut to a random subset of rows of its last unit. The sources'
+//!    slices are then merged by their position within their own stream
+//!    (`(samples before + half the slice) / quota`), so that every stretch of
+//!    the global order holds the sources in proportion to their weights.
+//! 3. **Ranks.** Slices, in global order, go each to the rank holding the
+//!    fewest samples so far (the lowest rank on ties): ranks read disjoint
+//!    row groups and differ by at most one row group in samples. Every rank
+//!    then yields the same number of batches: `floor(min / B)` when
+//!    dropping, `ceil(max / B)` when padding (padding slots are empty).
+//! 4. **Shuffle buffer.** A rank keeps up to K slices open and draws each
+//!    sample uniformly from all rows still open; a slice closes when its last
+//!    row is drawn and the next one opens.
+//! 5. **Segments.** Resuming with another world size ends the current
+//!    segment: the rows no rank drew (open and unopened slices of every rank,
+//!    merged rank by rank) become the next segment's global order, split
+//!    between the new ranks as in 3. Nothing is repeated or lost.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A small, version-stable generator (SplitMix64): plans must not change when
+/// a dependency's generator does.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for a tuple of keys.
+    pub fn new(keys: &[u64]) -> Self {
+        let mut h = 0x6a09_e667_f3bc_c909u64;
+        for k in keys {
+            h = mix(h ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        Rng(h)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.0)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `[a, b)`.
+    pub fn range(&mut self, a: f64, b: f64) -> f64 {
+        a + (b - a) * self.unit()
+    }
+
+    /// Fisher–Yates.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A stable 64-bit hash of a string (FNV-1a), for keying generators.
+pub fn hash_str(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// One (image shard, row group) of the version.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    /// Image shard id.
+    pub shard: u64,
+    /// Row group index.
+    pub row_group: usize,
+    /// Index in the shard of the group's first row.
+    pub first_row: u64,
+    /// Rows in the group.
+    pub rows: u32,
+    /// The shard's source (its only one, or `""` when it has several).
+    pub source: String,
+    /// Estimated bytes of the group in all requested files (compressed).
+    pub est_bytes: u64,
+}
+
+/// Rows of one unit, all or some (indices within the row group, ascending).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rows {
+    /// Every row.
+    All,
+    /// These rows.
+    Some(Arc<[u32]>),
+}
+
+/// A unit with the rows of it that a plan takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slice {
+    /// Index into the unit list.
+    pub unit: u32,
+    /// Which rows.
+    pub rows: Rows,
+}
+
+impl Slice {
+    /// Number of rows.
+    pub fn len(&self, units: &[Unit]) -> usize {
+        match &self.rows {
+            Rows::All => units[self.unit as usize].rows as usize,
+            Rows::Some(r) => r.len(),
+        }
+    }
+
+    /// The `i`-th row (within the row group).
+    pub fn row(&self, i: usize) -> u32 {
+        match &self.rows {
+            Rows::All => i as u32,
+            Rows::Some(r) => r[i],
+        }
+    }
+}
+
+/// What decides the global order of an epoch.
+#[derive(Debug, Clone)]
+pub struct Mixing {
+    /// Weight per source; `None`: every unit once.
+    pub weights: Option<BTreeMap<String, f64>>,
+    /// Samples per epoch with weights (default: rows of weighted sources).
+    pub epoch_size: Option<u64>,
+}
+
+/// The global order of slices of an epoch (step 2 of the module docs).
+pub fn global_order(
+    units: &[Unit],
+    mixing: &Mixing,
+    seed: u64,
+    epoch: u64,
+) -> Result<Vec<Slice>, String> {
+    let Some(weights) = &mixing.weights else {
+        let mut idx: Vec<u32> = (0..units.len() as u32).collect();
+        Rng::new(&[seed, epoch, 1]).shuffle(&mut idx);
+        return Ok(idx
+            .into_iter()
+            .map(|unit| Slice {
+                unit,
+                rows: Rows::All,
+            })
+            .collect());
+    };
+    let mut groups: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (i, u) in units.iter().enumerate() {
+        if weights.get(&u.source).is_some_and(|w| *w > 0.0) {
+            groups.entry(u.source.as_str()).or_default().push(i as u32);
+        }
+    }
+    for (s, w) in weights {
+        if !(w.is_finite() && *w >= 0.0) {
+            return Err(format!("weight of source {s:?} must be finite and ≥ 0"));
+        }
+        if *w > 0.0 && !groups.contains_key(s.as_str()) {
+            return Err(format!(
+                "source {s:?} has a weight but no single-source shard in this version \
+                 (weighted mixing needs shards that each hold one source)"
+            ));
+        }
+    }
+    let total_w: f64 = groups.keys().map(|s| weights[*s]).sum();
+    let rows_of = |g: &[u32]| -> u64 { g.iter().map(|&u| units[u as usize].rows as u64).sum() };
+    let size = mixing
+        .epoch_size
+        .unwrap_or_else(|| groups.values().map(|g| rows_of(g)).sum());
+    let mut keyed: Vec<(f64, usize, Slice)> = Vec::new();
+    for (gi, (source, group)) in groups.iter().enumerate() {
+        let quota = (weights[*source] / total_w * size as f64).round() as u64;
+        if quota == 0 || rows_of(group) == 0 {
+            continue;
+        }
+        let mut taken = 0u64;
+        let mut pass = 0u64;
+        while taken < quota {
+            let mut order = group.clone();
+            Rng::new(&[seed, epoch, hash_str(source), pass]).shuffle(&mut order);
+            for unit in order {
+                let rows = units[unit as usize].rows as u64;
+                if rows == 0 {
+                    continue;
+                }
+                let left = quota - taken;
+                let slice = if rows <= left {
+                    Slice {
+                        unit,
+                        rows: Rows::All,
+                    }
+                } else {
+                    let mut r: Vec<u32> = (0..rows as u32).collect();
+                    Rng::new(&[seed, epoch, hash_str(source), pass, unit as u64, 7])
+                        .shuffle(&mut r);
+                    r.truncate(left as usize);
+                    r.sort_unstable();
+                    Slice {
+                        unit,
+                        rows: Rows::Some(r.into()),
+                    }
+                };
+                let n = slice.len(units) as u64;
+                keyed.push(((taken as f64 + n as f64 / 2.0) / quota as f64, gi, slice));
+                taken += n;
+                if taken >= quota {
+                    break;
+                }
+            }
+            pass += 1;
+        }
+    }
+    keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    Ok(keyed.into_iter().map(|(_, _, s)| s).collect())
+}
+
+/// Splits slices between `world` ranks (step 3 of the module docs).
+pub fn split(slices: &[Slice], units: &[Unit], world: usize) -> Vec<Vec<Slice>> {
+    let mut out = vec![Vec::new(); world];
+    let mut held = vec![0usize; world];
+    for s in slices {
+        let r = (0..world).min_by_key(|&r| (held[r], r)).unwrap_or(0);
+        held[r] += s.len(units);
+        out[r].push(s.clone());
+    }
+    out
+}
+
+/// One draw of a rank's sample order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draw {
+    /// Index of the slice in the rank's list.
+    pub slice: usize,
+    /// Row within the row group.
+    pub row: u32,
+    /// This was the slice's last open row.
+    pub closes: bool,
+}
+
+/// A rank's sample order: the shuffle buffer over its slices (step 4).
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    slices: Vec<Slice>,
+    lens: Vec<usize>,
+    next: usize,
+    /// (slice, index of the row within the slice)
+    pool: Vec<(u32, u32)>,
+    left: Vec<u32>,
+    open: usize,
+    k: usize,
+    rng: Rng,
+}
+
+impl Sampler {
+    /// A sampler over `slices` with `k` open at most.
+    pub fn new(slices: Vec<Slice>, units: &[Unit], k: usize, rng: Rng) -> Self {
+        let lens: Vec<usize> = slices.iter().map(|s| s.len(units)).collect();
+        let left = lens.iter().map(|&l| l as u32).collect();
+        Self {
+            slices,
+            lens,
+            next: 0,
+            pool: Vec::new(),
+            left,
+            open: 0,
+            k: k.max(1),
+            rng,
+        }
+    }
+
+    /// Samples in total.
+    pub fn total(&self) -> usize {
+        self.lens.iter().sum()
+    }
+
+    /// The rank's slices.
+    pub fn slices(&self) -> &[Slice] {
+        &self.slices
+    }
+
+    /// The next draw; `None` when every row has been drawn.
+    pub fn draw(&mut self) -> Option<Draw> {
+        while self.open < self.k && self.next < self.slices.len() {
+            let s = self.next;
+            self.next += 1;
+            if self.lens[s] == 0 {
+                continue;
+            }
+            self.pool
+                .extend((0..self.lens[s] as u32).map(|i| (s as u32, i)));
+            self.open += 1;
+        }
+        if self.pool.is_empty() {
+            return None;
+        }
+        let j = self.rng.below(self.pool.len());
+        let (s, i) = self.pool.swap_remove(j);
+        let s = s as usize;
+        self.left[s] -= 1;
+        let closes = self.left[s] == 0;
+        if closes {
+            self.open -= 1;
+        }
+        Some(Draw {
+            slice: s,
+            row: self.slices[s].row(i as usize),
+            closes,
+        })
+    }
+
+    /// Slices with rows still to draw, in the order they will be needed:
+    /// open ones (ascending), then unopened ones.
+    pub fn pending_slices(&self) -> Vec<usize> {
+        let mut open: Vec<usize> = (0..self.next).filter(|&s| self.left[s] > 0).collect();
+        open.extend((self.next..self.slices.len()).filter(|&s| self.lens[s] > 0));
+        open.sort_unstable();
+        open
+    }
+
+    /// The rows not drawn yet, as slices (step 5).
+    pub fn remaining(&self) -> Vec<Slice> {
+        let mut open: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for &(s, i) in &self.pool {
+            open.entry(s)
+                .or_default()
+                .push(self.slices[s as usize].row(i as usize));
+        }
+        let mut out: Vec<Slice> = open
+            .into_iter()
+            .map(|(s, mut rows)| {
+                rows.sort_unstable();
+                let slice = &self.slices[s as usize];
+                if rows.len() == self.lens[s as usize] {
+                    slice.clone()
+                } else {
+                    Slice {
+                        unit: slice.unit,
+                        rows: Rows::Some(rows.into()),
+                    }
+                }
+            })
+            .collect();
+        out.extend(self.slices[self.next..].iter().cloned());
+        out
+    }
+}
+
+/// Options that shape the plan.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Open slices per rank.
+    pub shuffle_row_groups: usize,
+    /// Pad (true) or drop (false) to equal batches per rank.
+    pub pad: bool,
+    /// Source weights.
+    pub mixing: Mixing,
+    /// Seed.
+    pub seed: u64,
+    /// Epoch.
+    pub epoch: u64,
+}
+
+/// One world size's stretch of an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Segment {
+    /// Ranks in this stretch.
+    pub world_size: usize,
+    /// Batches every rank yielded in it.
+    pub batches: u64,
+}
+
+/// A rank's part of the current segment.
+#[derive(Debug)]
+pub struct RankPlan {
+    /// The rank's sampler, already past the batches done.
+    pub sampler: Sampler,
+    /// Batches every rank yields in the segment.
+    pub batches: u64,
+    /// Batches already done in the segment.
+    pub done: u64,
+    /// Draws made by the sampler already.
+    pub drawn: u64,
+}
+
+fn batches_for(counts: &[usize], b: usize, pad: bool) -> u64 {
+    let b = b.max(1);
+    if pad {
+        counts.iter().max().map_or(0, |m| m.div_ceil(b)) as u64
+    } else {
+        counts.iter().min().map_or(0, |m| m / b) as u64
+    }
+}
+
+fn samplers(
+    order: &[Slice],
+    units: &[Unit],
+    world: usize,
+    seg: usize,
+    o: &PlanOptions,
+) -> Vec<Sampler> {
+    split(order, units, world)
+        .into_iter()
+        .enumerate()
+        .map(|(r, slices)| {
+            let rng = Rng::new(&[o.seed, o.epoch, 2, seg as u64, r as u64]);
+            Sampler::new(slices, units, o.shuffle_row_groups, rng)
+        })
+        .collect()
+}
+
+/// The plan of `rank` among `world` ranks after `past` segments (the last
+/// one continues when its world size is `world`).
+pub fn rank_plan(
+    units: &[Unit],
+    o: &PlanOptions,
+    past: &[Segment],
+    rank: usize,
+    world: usize,
+) -> Result<RankPlan, String> {
+    if world == 0 || rank >= world {
+        return Err(format!("rank {rank} is not in a world of {world}"));
+    }
+    let mut order = global_order(units, &o.mixing, o.seed, o.epoch)?;
+    let (closed, current) = match past.last() {
+        Some(l) if l.world_size == world => (&past[..past.len() - 1], l.batches),
+        _ => (past, 0),
+    };
+    for (seg, s) in closed.iter().enumerate() {
+        let mut all = samplers(&order, units, s.world_size, seg, o);
+        let per_rank = batches_for(
+            &all.iter().map(|x| x.total()).collect::<Vec<_>>(),
+            o.batch_size,
+            o.pad,
+        );
+        if s.batches > per_rank {
+            return Err(format!(
+                "the state says {} batches in a segment of {} (world size {})",
+                s.batches, per_rank, s.world_size
+            ));
+        }
+        let rem: Vec<Vec<Slice>> = all
+            .iter_mut()
+            .map(|x| {
+                for _ in 0..s.batches * o.batch_size as u64 {
+                    if x.draw().is_none() {
+                        break;
+                    }
+                }
+                x.remaining()
+            })
+            .collect();
+        // Merge rank by rank: the first remaining slice of every rank, then the second...
+        let longest = rem.iter().map(Vec::len).max().unwrap_or(0);
+        order = (0..longest)
+            .flat_map(|i| rem.iter().filter_map(move |r| r.get(i).cloned()))
+            .collect();
+    }
+    let seg = closed.len();
+    let all = samplers(&order, units, world, seg, o);
+    let per_rank = batches_for(
+        &all.iter().map(|x| x.total()).collect::<Vec<_>>(),
+        o.batch_size,
+        o.pad,
+    );
+    if current > per_rank {
+        return Err(format!(
+            "the state says {current} batches done of {per_rank} for world size {world}"
+        ));
+    }
+    let mut sampler = all.into_iter().nth(rank).expect("rank < world");
+    let mut drawn = 0;
+    for _ in 0..current * o.batch_size as u64 {
+        if sampler.draw().is_none() {
+            break;
+        }
+        drawn += 1;
+    }
+    Ok(RankPlan {
+        sampler,
+        batches: per_rank,
+        done: current,
+        drawn,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn units(n: usize, rows: u32, sources: &[&str]) -> Vec<Unit> {
+        (0..n)
+            .map(|i| Unit {
+                shard: i as u64 / 2,
+                row_group: i % 2,
+                first_row: (i % 2) as u64 * rows as u64,
+                rows: rows - (i % 3 == 0) as u32 * 3,
+                source: sources[i % sources.len()].to_owned(),
+                est_bytes: 1000,
+            })
+            .collect()
+    }
+
+    fn opts(mixing: Mixing, pad: bool) -> PlanOptions {
+        PlanOptions {
+            batch_size: 8,
+            shuffle_row_groups: 3,
+            pad,
+            mixing,
+            seed: 5,
+            epoch: 1,
+        }
+    }
+
+    fn drain(p: &mut RankPlan, units: &[Unit], batches: u64, b: usize) -> Vec<(u64, u32)> {
+        let mut out = vec![];
+        for _ in 0..batches * b as u64 {
+            if let Some(d) = p.sampler.draw() {
+                let u = &units[p.sampler.slices()[d.slice].unit as usize];
+                out.push((u.shard * 1000 + u.first_row, d.row));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn world_size_changes_neither_repeat_nor_lose_samples() {
+        let u = units(23, 20, &["a"]);
+        let o = opts(
+            Mixing {
+                weights: None,
+                epoch_size: None,
+            },
+            true,
+        );
+        let total: usize = u.iter().map(|x| x.rows as usize).sum();
+        let mut seen = vec![];
+        // 3 batches on 2 ranks, then 2 on 3 ranks, then the rest on 1.
+        for r in 0..2 {
+            let mut p = rank_plan(&u, &o, &[], r, 2).unwrap();
+            seen.extend(drain(&mut p, &u, 3, 8));
+        }
+        let past = [Segment {
+            world_size: 2,
+            batches: 3,
+        }];
+        for r in 0..3 {
+            let mut p = rank_plan(&u, &o, &past, r, 3).unwrap();
+            seen.extend(drain(&mut p, &u, 2, 8));
+        }
+        let past = [
+            past[0],
+            Segment {
+                world_size: 3,
+                batches: 2,
+            },
+        ];
+        let mut p = rank_plan(&u, &o, &past, 0, 1).unwrap();
+        let b = p.batches;
+        seen.extend(drain(&mut p, &u, b, 8));
+        let set: BTreeSet<_> = seen.iter().collect();
+        assert_eq!(set.len(), seen.len(), "no sample twice");
+        assert_eq!(seen.len(), total, "no sample lost");
+    }
+
+    #[test]
+    fn weights_set_the_share_of_each_source() {
+        let mut u = units(40, 20, &["big"]);
+        u.truncate(36);
+        for x in u.iter_mut().skip(30) {
+            x.source = "small".into();
+        }
+        let mut w = BTreeMap::new();
+        w.insert("big".to_owned(), 1.0);
+        w.insert("small".to_owned(), 1.0);
+        let m = Mixing {
+            weights: Some(w),
+            epoch_size: Some(600),
+        };
+        let order = global_order(&u, &m, 1, 0).unwrap();
+        let count = |s: &str, o: &[Slice]| -> usize {
+            o.iter()
+                .filter(|x| u[x.unit as usize].source == s)
+                .map(|x| x.len(&u))
+                .sum()
+        };
+        assert_eq!(count("big", &order), 300);
+        assert_eq!(count("small", &order), 300);
+        // Both sources appear in every fifth of the order.
+        let fifth = order.len() / 5;
+        for c in order.chunks(fifth) {
+            assert!(count("big", c) > 0 && count("small", c) > 0);
+        }
+        assert!(global_order(
+            &u,
+            &Mixing {
+                weights: Some([("nope".to_owned(), 1.0)].into()),
+                epoch_size: None
+            },
+            1,
+            0
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn ranks_get_equal_batches_and_plans_are_deterministic() {
+        let u = units(17, 30, &["a"]);
+        for pad in [false, true] {
+            let o = opts(
+                Mixing {
+                    weights: None,
+                    epoch_size: None,
+                },
+                pad,
+            );
+            let plans: Vec<_> = (0..4)
+                .map(|r| rank_plan(&u, &o, &[], r, 4).unwrap())
+                .collect();
+            assert!(plans
+                .iter()
+                .all(|p| p.batches == plans[0].batches && p.batches > 0));
+            let a = drain(&mut rank_plan(&u, &o, &[], 1, 4).unwrap(), &u, 3, 8);
+            let b = drain(&mut rank_plan(&u, &o, &[], 1, 4).unwrap(), &u, 3, 8);
+            assert_eq!(a, b);
+            let o2 = PlanOptions {
+                epoch: 2,
+                ..o.clone()
+            };
+            assert_ne!(
+                a,
+                drain(&mut rank_plan(&u, &o2, &[], 1, 4).unwrap(), &u, 3, 8)
+            );
+        }
+    }
+}

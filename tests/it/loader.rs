@@ -1,0 +1,503 @@
+//! The loader: determinism, equal steps per rank, exact resumption (also
+//! with another world size), augmentation that keeps labels on their pixels,
+//! and the corrupt-data policy.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use must_ds::codec::{DepthMap, Detections, Label, SegMap};
+use must_ds::format::TaskDef;
+use must_ds::loader::{Balance, Batch, CorruptPolicy, Crop, LoaderBuilder, TaskData};
+use must_ds::write::{ImageShardOptions, ImageShardWriter, LabelWriter};
+use must_ds::{Dataset, Error};
+
+use crate::util;
+
+fn demo(dir: &Path, images: usize) -> String {
+    let root = dir.join("demo");
+    must_ds::cli::demo::build(&root, images).unwrap();
+    root.to_str().unwrap().to_owned()
+}
+
+fn builder(root: &str) -> LoaderBuilder {
+    LoaderBuilder::open(root, None)
+        .task("scene-color", false)
+        .task("bright-regions", false)
+        .task("luma-bands", false)
+        .task("vertical-depth", false)
+        .batch_size(8)
+        .output_size(48, 40)
+        .seed(11)
+        .shuffle_row_groups(2)
+}
+
+fn all(b: LoaderBuilder) -> Vec<Batch> {
+    b.build().unwrap().map(|b| b.unwrap()).collect()
+}
+
+fn ids(batches: &[Batch]) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.image_ids
+                .iter()
+                .zip(&b.padding)
+                .filter(|(_, p)| !**p)
+                .map(|(i, _)| i.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn batches_depend_on_seed_and_epoch_not_on_threads_or_prefetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = demo(dir.path(), 140);
+    let a = all(builder(&root)
+        .workers(1)
+        .prefetch_batches(1)
+        .requests_in_flight(1));
+    let b = all(builder(&root)
+        .workers(3)
+        .prefetch_batches(6)
+        .prefetch_bytes(2 << 20));
+    assert_eq!(a.len(), 140 / 8);
+    assert_eq!(a, b, "same batches, pixels and labels");
+    // Every task is there, with its shapes.
+    let first = &a[0];
+    assert_eq!(first.tasks.len(), 4);
+    match &first.task("luma-bands").unwrap().data {
+        TaskData::Segmentation { mask, .. } => assert_eq!(mask.len(), 8 * 48 * 40),
+        other => panic!("{other:?}"),
+    }
+    match &first.task("scene-color").unwrap().data {
+        TaskData::Classification { probs, num_classes } => {
+            assert_eq!(probs.len(), 8 * num_classes);
+            // Top-3 mass spread over the other classes: every row sums to 1.
+            for row in probs.chunks(*num_classes) {
+                assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{row:?}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    let c = all(builder(&root).seed(12));
+    assert_ne!(ids(&a), ids(&c), "another seed, another order");
+    let d = all(builder(&root).epoch(1));
+    assert_ne!(ids(&a), ids(&d), "another epoch, another order");
+    let set: BTreeSet<String> = ids(&a).into_iter().collect();
+    assert_eq!(set.len(), 136, "no repeats (17 full batches of 8)");
+}
+
+#[test]
+fn every_rank_gets_the_same_number_of_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = demo(dir.path(), 140);
+    for balance in [Balance::Drop, Balance::Pad] {
+        let ranks: Vec<Vec<Batch>> = (0..3)
+            .map(|r| all(builder(&root).rank(r, 3).balance(balance)))
+            .collect();
+        let n = ranks[0].len();
+        assert!(n > 0 && ranks.iter().all(|r| r.len() == n), "{balance:?}");
+        let every: Vec<String> = ranks.iter().flat_map(|r| ids(r)).collect();
+        let set: BTreeSet<&String> = every.iter().collect();
+        assert_eq!(
+            set.len(),
+            every.len(),
+            "{balance:?}: no sample on two ranks"
+        );
+        if balance == Balance::Pad {
+            assert_eq!(every.len(), 140, "padding keeps every sample");
+            // Padding slots carry nothing.
+            for b in ranks.iter().flatten() {
+                for (i, p) in b.padding.iter().enumerate() {
+                    if *p {
+                        assert!(b.tasks.values().all(|t| !t.present[i]));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn resuming_yields_exactly_the_rest_and_decodes_nothing_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = demo(dir.path(), 140);
+    let full = all(builder(&root));
+    for stop in [0, 1, 5, full.len() - 1] {
+        let mut first = builder(&root).build().unwrap();
+        for b in full.iter().take(stop) {
+            assert_eq!(&first.next().unwrap().unwrap(), b);
+        }
+        let state = first.state();
+        drop(first);
+        let json = serde_json::to_string(&state).unwrap();
+        let state = serde_json::from_str(&json).unwrap();
+        let mut resumed = builder(&root).resume(state).build().unwrap();
+        let rest: Vec<Batch> = resumed.by_ref().map(|b| b.unwrap()).collect();
+        assert_eq!(rest, full[stop..], "stopped after {stop}");
+        assert_eq!(
+            resumed.metrics().decoded as usize,
+            rest.len() * 8,
+            "stopped after {stop}"
+        );
+    }
+    // A state does not fit another seed.
+    let s = builder(&root).build().unwrap().state();
+    let e = builder(&root).seed(1).resume(s).build().err().unwrap();
+    assert!(matches!(e, Error::Loader(_)), "{e}");
+}
+
+#[test]
+fn resuming_with_another_world_size_neither_repeats_nor_loses() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = demo(dir.path(), 140);
+    let b = |r, w| builder(&root).balance(Balance::Pad).rank(r, w);
+    let mut seen = vec![];
+    let mut state = None;
+    for r in 0..2 {
+        let mut l = b(r, 2).build().unwrap();
+        for _ in 0..3 {
+            seen.extend(ids(&[l.next().unwrap().unwrap()]));
+        }
+        state = Some(l.state());
+    }
+    let state = state.unwrap();
+    assert_eq!(state.segments.len(), 1);
+    let mut state2 = None;
+    for r in 0..3 {
+        let mut l = b(r, 3).resume(state.clone()).build().unwrap();
+        for _ in 0..2 {
+            seen.extend(ids(&[l.next().unwrap().unwrap()]));
+        }
+        state2 = Some(l.state());
+    }
+    let l = b(0, 1).resume(state2.unwrap()).build().unwrap();
+    seen.extend(ids(&l.map(|b| b.unwrap()).collect::<Vec<_>>()));
+    let set: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(set.len(), seen.len(), "no repeats");
+    assert_eq!(seen.len(), 140, "nothing lost");
+}
+
+/// Gray images with one red rectangle; its box, a mask of class 1 over it
+/// at half resolution, and depth 2.0 over it (1.0 elsewhere).
+fn shapes_dataset(root: &str) -> Vec<String> {
+    let rt = util::rt();
+    let mut ds = rt
+        .block_on(Dataset::init(root, Default::default()))
+        .unwrap();
+    for t in [
+        r#"{"name":"det","kind":"detection","num_classes":2,"class_names":["bg","red"],"min_score_written":0.0,"teacher":{"name":"gt"}}"#,
+        r#"{"name":"seg","kind":"segmentation","num_classes":2,"class_names":["bg","red"],"dtype":"u8","ignore_index":255,"teacher":{"name":"gt"}}"#,
+        r#"{"name":"depth","kind":"depth","representation":"metric","unit":"m","teacher":{"name":"gt"}}"#,
+    ] {
+        rt.block_on(ds.define_task(TaskDef::from_json(t).unwrap()))
+            .unwrap();
+    }
+    let mut w = ImageShardWriter::new(ImageShardOptions {
+        row_group_rows: 8,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut rects = vec![];
+    let mut ids = vec![];
+    for i in 0..24u32 {
+        let (iw, ih) = (160 + 8 * i, 120 + 4 * (i % 5));
+        let (x0, y0) = (10 + 3 * i, 12 + 2 * (i % 7));
+        let (x1, y1) = (x0 + 50 + i, y0 + 40);
+        let img = image::RgbImage::from_fn(iw, ih, |x, y| {
+            if x >= x0 && x < x1 && y >= y0 && y < y1 {
+                image::Rgb([230, 20, 20])
+            } else {
+                image::Rgb([110, 110, 110])
+            }
+        });
+        let mut jpeg = vec![];
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+            .encode_image(&img)
+            .unwrap();
+        let id = format!("shape-{i}");
+        w.add_image(&id, "synthetic", &jpeg).unwrap();
+        rects.push((iw, ih, x0, y0, x1, y1));
+        ids.push(id);
+    }
+    let added = rt
+        .block_on(ds.add_image_shard(w.finish().unwrap()))
+        .unwrap();
+    let mut det = rt
+        .block_on(LabelWriter::for_shard(&ds, "det", added.shard))
+        .unwrap();
+    let mut seg = rt
+        .block_on(LabelWriter::for_shard(&ds, "seg", added.shard))
+        .unwrap();
+    let mut dep = rt
+        .block_on(LabelWriter::for_shard(&ds, "depth", added.shard))
+        .unwrap();
+    for (id, &(iw, ih, x0, y0, x1, y1)) in ids.iter().zip(&rects) {
+        det.set(
+            id,
+            Label::Detection(Detections {
+                boxes: vec![[x0 as f32, y0 as f32, x1 as f32, y1 as f32]],
+                classes: vec![1],
+                scores: vec![1.0],
+            }),
+        )
+        .unwrap();
+        let (mw, mh) = (iw / 2, ih / 2);
+        let inside = |x: u32, y: u32| {
+            let (cx, cy) = (2 * x + 1, 2 * y + 1);
+            cx >= x0 && cx < x1 && cy >= y0 && cy < y1
+        };
+        let mask = (0..mh)
+            .flat_map(|y| (0..mw).map(move |x| (y, x)))
+            .map(|(y, x)| inside(x, y) as u8)
+            .collect();
+        seg.set(id, Label::Segmentation(SegMap::from_u8(mh, mw, mask)))
+            .unwrap();
+        let depth: Vec<f32> = (0..mh)
+            .flat_map(|y| (0..mw).map(move |x| (y, x)))
+            .map(|(y, x)| if inside(x, y) { 2.0 } else { 1.0 })
+            .collect();
+        dep.set(id, Label::Depth(DepthMap::from_f32(mh, mw, &depth)))
+            .unwrap();
+    }
+    for (t, l) in [("det", det), ("seg", seg), ("depth", dep)] {
+        rt.block_on(ds.add_label_file(t, added.shard, l.finish().unwrap(), false))
+            .unwrap();
+    }
+    ids
+}
+
+#[test]
+fn augmentation_keeps_boxes_masks_and_depth_on_their_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shapes");
+    let root = root.to_str().unwrap();
+    shapes_dataset(root);
+    let (w, h) = (96usize, 80usize);
+    let mut checked_boxes = 0;
+    let mut flips = 0;
+    for (epoch, crop) in [
+        (
+            0,
+            Crop::RandomResized {
+                scale: (0.2, 1.0),
+                ratio: (0.6, 1.6),
+            },
+        ),
+        (1, Crop::ScaleJitter { range: (0.5, 1.8) }),
+        (
+            2,
+            Crop::RandomResized {
+                scale: (0.05, 0.5),
+                ratio: (0.75, 1.33),
+            },
+        ),
+    ] {
+        let loader = LoaderBuilder::open(root, None)
+            .task("det", false)
+            .task("seg", true)
+            .task("depth", false)
+            .batch_size(6)
+            .output_size(w as u32, h as u32)
+            .crop(crop)
+            .epoch(epoch)
+            .build()
+            .unwrap();
+        for b in loader {
+            let b = b.unwrap();
+            let Some(must_ds::loader::Images::U8(px)) = Some(&b.images) else {
+                unreachable!()
+            };
+            let TaskData::Segmentation { mask, .. } = &b.task("seg").unwrap().data else {
+                unreachable!()
+            };
+            let TaskData::Depth { depth, valid } = &b.task("depth").unwrap().data else {
+                unreachable!()
+            };
+            let TaskData::Detection {
+                boxes,
+                valid: bv,
+                max_boxes,
+                ..
+            } = &b.task("det").unwrap().data
+            else {
+                unreachable!()
+            };
+            for i in 0..b.batch_size {
+                let plane = |c: usize, x: usize, y: usize| px[((i * 3 + c) * h + y) * w + x];
+                let red = |x: usize, y: usize| plane(0, x, y) > 170 && plane(1, x, y) < 80;
+                let gray =
+                    |x: usize, y: usize| (plane(0, x, y) as i32 - plane(1, x, y) as i32).abs() < 40;
+                // Mask and depth agree with the pixels wherever the map says so.
+                let (mut agree, mut total) = (0, 0);
+                for y in 0..h {
+                    for x in 0..w {
+                        let m = mask[(i * h + y) * w + x];
+                        if m == 255 {
+                            continue;
+                        }
+                        total += 1;
+                        let d = depth[(i * h + y) * w + x];
+                        assert!(valid[(i * h + y) * w + x]);
+                        assert_eq!(d, if m == 1 { 2.0 } else { 1.0 });
+                        if (m == 1 && red(x, y)) || (m == 0 && gray(x, y)) {
+                            agree += 1;
+                        }
+                    }
+                }
+                // Edges blur; everything else must match.
+                assert!(
+                    agree as f64 >= 0.93 * total as f64,
+                    "sample {}: {agree}/{total}",
+                    b.image_ids[i]
+                );
+                // The box covers the red pixels, and only them.
+                for j in 0..*max_boxes {
+                    if !bv[i * max_boxes + j] {
+                        continue;
+                    }
+                    let bx = &boxes[(i * max_boxes + j) * 4..(i * max_boxes + j) * 4 + 4];
+                    let (x0, y0, x1, y1) = (
+                        bx[0].ceil() as usize + 1,
+                        bx[1].ceil() as usize + 1,
+                        bx[2] as usize,
+                        bx[3] as usize,
+                    );
+                    if x1 <= x0 + 1 || y1 <= y0 + 1 {
+                        continue;
+                    }
+                    for y in y0..y1.saturating_sub(1) {
+                        for x in x0..x1.saturating_sub(1) {
+                            assert!(
+                                red(x, y),
+                                "{}: ({x},{y}) inside box {bx:?} is not red",
+                                b.image_ids[i]
+                            );
+                        }
+                    }
+                    // Just outside (when inside the output), not red.
+                    if bx[2] as usize + 2 < w {
+                        let yc = (y0 + y1) / 2;
+                        assert!(
+                            !red(bx[2] as usize + 2, yc),
+                            "{}: right of box {bx:?} is red",
+                            b.image_ids[i]
+                        );
+                    }
+                    checked_boxes += 1;
+                }
+                // A flip shows in the red's side relative to the box: count flips via the image alone.
+                if (0..h).any(|y| red(w - 1, y)) {
+                    flips += 1;
+                }
+            }
+        }
+    }
+    assert!(checked_boxes > 30, "only {checked_boxes} boxes checked");
+    assert!(flips > 0);
+}
+
+#[test]
+fn corrupt_data_fails_or_is_skipped_by_policy_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bad");
+    let root_s = root.to_str().unwrap();
+    let rt = util::rt();
+    let mut ds = rt
+        .block_on(Dataset::init(root_s, Default::default()))
+        .unwrap();
+    let photos = util::photos();
+    let mut w = ImageShardWriter::new(ImageShardOptions {
+        row_group_rows: 4,
+        ..Default::default()
+    })
+    .unwrap();
+    for i in 0..12 {
+        let bytes = &photos[i % photos.len()].1;
+        if i == 6 {
+            // A JPEG cut short: its header passes, its data does not decode.
+            w.add_image("broken", "p", &bytes[..bytes.len() / 3])
+                .unwrap();
+        } else {
+            w.add_image(&format!("ok-{i}"), "p", bytes).unwrap();
+        }
+    }
+    let shard = rt
+        .block_on(ds.add_image_shard(w.finish().unwrap()))
+        .unwrap();
+    let task = TaskDef::from_json(r#"{"name":"cls","kind":"classification","num_classes":4,"encoding":"dense","teacher":{"name":"t"}}"#).unwrap();
+    rt.block_on(ds.define_task(task)).unwrap();
+    let mut l = rt
+        .block_on(LabelWriter::for_shard(&ds, "cls", shard.shard))
+        .unwrap();
+    for i in (0..12).filter(|i| *i != 6) {
+        l.set(
+            &format!("ok-{i}"),
+            Label::Classification(must_ds::codec::ClassLabel::Dense(vec![0.25; 4])),
+        )
+        .unwrap();
+    }
+    rt.block_on(ds.add_label_file("cls", shard.shard, l.finish().unwrap(), false))
+        .unwrap();
+    let b = |p| {
+        LoaderBuilder::open(root_s, None)
+            .task("cls", false)
+            .batch_size(4)
+            .output_size(32, 32)
+            .on_corrupt(p)
+    };
+    let errs: Vec<Error> = b(CorruptPolicy::Fail)
+        .build()
+        .unwrap()
+        .filter_map(|r| r.err())
+        .collect();
+    assert_eq!(errs.len(), 1);
+    let msg = errs[0].to_string();
+    assert!(
+        msg.contains(&shard.path) && msg.contains("row group 1") && msg.contains("\"broken\""),
+        "{msg}"
+    );
+    let mut skip = b(CorruptPolicy::Skip).build().unwrap();
+    let got = ids(&skip.by_ref().map(|r| r.unwrap()).collect::<Vec<_>>());
+    assert_eq!(got.len(), 11);
+    assert!(!got.contains(&"broken".to_owned()));
+    let rep = skip.skipped();
+    assert_eq!(rep.len(), 1);
+    assert_eq!(
+        (rep[0].row_group, rep[0].image_id.as_deref()),
+        (1, Some("broken"))
+    );
+    assert_eq!(rep[0].file, shard.path);
+
+    // A whole label file damaged on disk: its row groups are reported, not misread.
+    let file = &rt
+        .block_on(Dataset::open(root_s))
+        .unwrap()
+        .snapshot()
+        .labels[&("cls".to_owned(), shard.shard)]
+        .path
+        .clone();
+    let path = root.join(file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[4..n - 8].iter_mut().for_each(|b| *b = 0x5a);
+    std::fs::write(&path, bytes).unwrap();
+    let err = b(CorruptPolicy::Fail)
+        .build()
+        .unwrap()
+        .find_map(|r| r.err())
+        .unwrap();
+    assert!(
+        matches!(err, Error::Corrupt { .. }) && err.to_string().contains(&shard.path),
+        "{err}"
+    );
+    let mut skip = b(CorruptPolicy::Skip).build().unwrap();
+    let n = skip
+        .by_ref()
+        .map(|r| r.unwrap())
+        .map(|b| b.real())
+        .sum::<usize>();
+    assert_eq!(n, 0);
+    assert_eq!(skip.skipped().len(), 3, "one report per row group");
+    assert!(skip.skipped()[0].reason.contains(file.as_str()));
+}
