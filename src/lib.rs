@@ -65,6 +65,7 @@
 //! * [`write`](mod@write) and [`ingest`]: image shard and label writers; parallel ingest.
 //! * [`read`]: row groups of aligned files with projection.
 //! * [`loader`]: deterministic, resumable, prefetching mixed-task batches.
+//! * `torch` (feature `tch`): batches as libtorch tensors on a device.
 //! * [`audit`]: statistics per task, validation of every file, rendering.
 //! * [`cli`]: the `must-ds` command.
 #![warn(missing_docs)]
@@ -75,6 +76,8 @@ pub mod error;
 pub mod format;
 pub mod ingest;
 pub mod loader;
+#[cfg(feature = "tch")]
+pub mod torch;
 pub mod read;
 pub mod store;
 pub mod write;

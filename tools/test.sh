@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
 # Runs every test of must-ds on a fresh machine: installs the Python
-# packages the interop tests use (pyarrow, DuckDB), then the Rust suite
-# (unit, integration and doc tests) in release mode, which shares its build
-# with `cargo run --release -- demo`.
+# packages the tests use (pyarrow, DuckDB, moto's S3 server, PyTorch 2.11
+# whose libtorch the `tch` feature links), then the Rust suite (unit,
+# integration and doc tests, the tensor conversion included) in release
+# mode, then the example student trainer for 200 steps on a demo dataset
+# (it fails unless its losses fall).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
-cargo test --release "$@"
+export LIBTORCH_USE_PYTORCH=1
+TORCH_LIB="$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+cargo test --release --features tch "$@"
+if [ "$#" -eq 0 ]; then
+    demo="$(mktemp -d)/demo"
+    cargo run --release --quiet -- demo "$demo" > /dev/null
+    cargo run --release --quiet --features tch --example train_student -- "$demo" 200
+    rm -rf "$(dirname "$demo")"
+fi

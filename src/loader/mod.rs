@@ -32,10 +32,10 @@
 //! # must_ds::cli::demo::build(&root, 14).unwrap();
 //! // `root` holds a dataset with the four demo tasks.
 //! let mut loader = LoaderBuilder::open(root.to_str().unwrap(), None)
-//!     .task("hue-class", true)
-//!     .task("blobs", false)
-//!     .task("bands", false)
-//!     .task("depth", false)
+//!     .task("scene-color", true)
+//!     .task("bright-regions", false)
+//!     .task("luma-bands", false)
+//!     .task("vertical-depth", false)
 //!     .batch_size(4)
 //!     .output_size(64, 64)
 //!     .seed(7)
@@ -46,10 +46,10 @@
 //! # let rest: Vec<_> = loader.map(|b| b.unwrap().image_ids).collect();
 //! // Later: the rest of the epoch, exactly.
 //! let resumed = LoaderBuilder::open(root.to_str().unwrap(), None)
-//!     .task("hue-class", true)
-//!     .task("blobs", false)
-//!     .task("bands", false)
-//!     .task("depth", false)
+//!     .task("scene-color", true)
+//!     .task("bright-regions", false)
+//!     .task("luma-bands", false)
+//!     .task("vertical-depth", false)
 //!     .batch_size(4)
 //!     .output_size(64, 64)
 //!     .seed(7)

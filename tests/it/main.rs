@@ -15,5 +15,7 @@ mod s3;
 mod scale;
 mod schemas;
 mod store;
+#[cfg(feature = "tch")]
+mod torch;
 mod writers;
 mod writers_many;

@@ -1,0 +1,58 @@
+//! Loader benchmarks: JPEG decoding alone, the augmentation of one sample,
+//! and a whole epoch of the loader (batch 32, 384×384, the four demo tasks,
+//! augmentation on) over a demo dataset. `must-ds bench` prints the same
+//! epoch with its time split; `tools/bench/compare.sh` runs the PyTorch
+//! baselines beside it.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use must_ds::loader::augment::{decode, Crop, Geometry, Resizer, Rgb};
+use must_ds::loader::plan::Rng;
+use must_ds::loader::LoaderBuilder;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn bench(c: &mut Criterion) {
+    let jpeg = include_bytes!("../data/photos/chelsea.jpg");
+    let mut g = c.benchmark_group("loader");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    g.throughput(Throughput::Elements(1));
+    let mut rgb = Rgb::default();
+    g.bench_function("decode_jpeg_451x300", |b| b.iter(|| decode(black_box(jpeg), &mut rgb).unwrap()));
+    let mut rs = Resizer::default();
+    let crop = Crop::RandomResized { scale: (0.08, 1.0), ratio: (0.75, 4.0 / 3.0) };
+    let mut rng = Rng::new(&[1]);
+    g.bench_function("random_resized_crop_to_384", |b| {
+        b.iter(|| {
+            let geo = Geometry::draw(&crop, 0.5, rgb.width, rgb.height, 384, 384, &mut rng);
+            rs.render(&rgb, &geo, 384, 384).unwrap();
+        })
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("demo");
+    must_ds::cli::demo::build(&root, 700).unwrap();
+    let root = root.to_str().unwrap().to_owned();
+    g.throughput(Throughput::Elements(672));
+    g.bench_function("epoch_700_images_b32_384_4_tasks_2_workers", |b| {
+        b.iter(|| {
+            let mut l = LoaderBuilder::open(&root, None)
+                .task("scene-color", false)
+                .task("bright-regions", false)
+                .task("luma-bands", false)
+                .task("vertical-depth", false)
+                .workers(2)
+                .build()
+                .unwrap();
+            while let Some(batch) = l.next() {
+                l.recycle(batch.unwrap());
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
