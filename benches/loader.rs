@@ -21,9 +21,14 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(5));
     g.throughput(Throughput::Elements(1));
     let mut rgb = Rgb::default();
-    g.bench_function("decode_jpeg_451x300", |b| b.iter(|| decode(black_box(jpeg), &mut rgb).unwrap()));
+    g.bench_function("decode_jpeg_451x300", |b| {
+        b.iter(|| decode(black_box(jpeg), &mut rgb).unwrap())
+    });
     let mut rs = Resizer::default();
-    let crop = Crop::RandomResized { scale: (0.08, 1.0), ratio: (0.75, 4.0 / 3.0) };
+    let crop = Crop::RandomResized {
+        scale: (0.08, 1.0),
+        ratio: (0.75, 4.0 / 3.0),
+    };
     let mut rng = Rng::new(&[1]);
     g.bench_function("random_resized_crop_to_384", |b| {
         b.iter(|| {

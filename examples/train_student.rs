@@ -63,7 +63,12 @@ impl Student {
 }
 
 /// Per-task losses of a batch, each averaged over the samples that have the task.
-fn losses(model: &Student, t: &BTreeMap<String, Tensor>, batch: &Batch, device: Device) -> BTreeMap<String, Tensor> {
+fn losses(
+    model: &Student,
+    t: &BTreeMap<String, Tensor>,
+    batch: &Batch,
+    device: Device,
+) -> BTreeMap<String, Tensor> {
     let x = t["images"].to_kind(Kind::Float);
     let feat = model.backbone.forward(&x); // B×96×H/8×W/8
     let mut out = BTreeMap::new();
@@ -75,21 +80,39 @@ fn losses(model: &Student, t: &BTreeMap<String, Tensor>, batch: &Batch, device: 
             TaskKind::Classification { .. } => {
                 // Soft cross-entropy against the teacher's probabilities.
                 let logits = y.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
-                let ce = -(t[&format!("{name}.probs")].shallow_clone() * logits.log_softmax(1, Kind::Float)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+                let ce = -(t[&format!("{name}.probs")].shallow_clone()
+                    * logits.log_softmax(1, Kind::Float))
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
                 (ce * &present).sum(Kind::Float) / &n
             }
             TaskKind::Detection { num_classes, .. } => {
                 // Box centres as a per-class heatmap at stride 8.
                 let target = centre_heatmap(batch, name, *num_classes as i64).to_device(device);
-                let bce = y.binary_cross_entropy_with_logits::<Tensor>(&target, None, None, tch::Reduction::None);
-                (bce.mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float) * &present).sum(Kind::Float) / &n
+                let bce = y.binary_cross_entropy_with_logits::<Tensor>(
+                    &target,
+                    None,
+                    None,
+                    tch::Reduction::None,
+                );
+                (bce.mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float) * &present)
+                    .sum(Kind::Float)
+                    / &n
             }
             TaskKind::Segmentation { ignore_index, .. } => {
                 let logits = y.upsample_bilinear2d([SIZE, SIZE].as_slice(), false, None, None);
                 let mask = t[&format!("{name}.mask")].shallow_clone();
                 // Absent samples are all ignore_index already; the loss averages labeled pixels.
-                let labeled = mask.ne(*ignore_index as i64).sum(Kind::Float).clamp_min(1.0);
-                logits.cross_entropy_loss::<Tensor>(&mask, None, tch::Reduction::Sum, *ignore_index as i64, 0.0) / labeled
+                let labeled = mask
+                    .ne(*ignore_index as i64)
+                    .sum(Kind::Float)
+                    .clamp_min(1.0);
+                logits.cross_entropy_loss::<Tensor>(
+                    &mask,
+                    None,
+                    tch::Reduction::Sum,
+                    *ignore_index as i64,
+                    0.0,
+                ) / labeled
             }
             TaskKind::Depth { .. } => {
                 let pred = y.upsample_bilinear2d([SIZE, SIZE].as_slice(), false, None, None);
@@ -106,7 +129,14 @@ fn losses(model: &Student, t: &BTreeMap<String, Tensor>, batch: &Batch, device: 
 fn centre_heatmap(batch: &Batch, task: &str, classes: i64) -> Tensor {
     let (b, g) = (batch.batch_size as i64, SIZE / STRIDE);
     let mut v = vec![0f32; (b * classes * g * g) as usize];
-    if let Some(TaskData::Detection { max_boxes, boxes, classes: cls, valid, .. }) = batch.task(task).map(|t| &t.data) {
+    if let Some(TaskData::Detection {
+        max_boxes,
+        boxes,
+        classes: cls,
+        valid,
+        ..
+    }) = batch.task(task).map(|t| &t.data)
+    {
         for i in 0..batch.batch_size {
             for j in 0..*max_boxes {
                 let k = i * max_boxes + j;
@@ -133,8 +163,17 @@ fn main() {
         eprintln!("error: {e} (build one with `must-ds demo {root}`)");
         std::process::exit(2)
     });
-    let tasks: Vec<(String, TaskKind)> = ds.snapshot().tasks.values().map(|t| (t.name.clone(), t.kind.clone())).collect();
-    println!("training a {}-task student on {root} ({} images) on {device:?}", tasks.len(), ds.snapshot().total_rows());
+    let tasks: Vec<(String, TaskKind)> = ds
+        .snapshot()
+        .tasks
+        .values()
+        .map(|t| (t.name.clone(), t.kind.clone()))
+        .collect();
+    println!(
+        "training a {}-task student on {root} ({} images) on {device:?}",
+        tasks.len(),
+        ds.snapshot().total_rows()
+    );
     let vs = nn::VarStore::new(device);
     let model = Student::new(&vs.root(), &tasks);
     let mut opt = nn::Adam::default().build(&vs, 2e-3).expect("optimizer");
@@ -156,12 +195,21 @@ fn main() {
             let batch = batch.expect("batch");
             let t = must_ds::torch::to_tensors(&batch, device);
             let l = losses(&model, &t, &batch, device);
-            let total = l.values().fold(Tensor::zeros([], (Kind::Float, device)), |a, b| a + b);
+            let total = l
+                .values()
+                .fold(Tensor::zeros([], (Kind::Float, device)), |a, b| a + b);
             opt.backward_step(&total);
             history.push(total.double_value(&[]));
             if step % 25 == 0 {
-                let parts: Vec<String> = l.iter().map(|(k, v)| format!("{k} {:.3}", v.double_value(&[]))).collect();
-                println!("step {step:4}  loss {:.3}  ({})", history[step], parts.join(", "));
+                let parts: Vec<String> = l
+                    .iter()
+                    .map(|(k, v)| format!("{k} {:.3}", v.double_value(&[])))
+                    .collect();
+                println!(
+                    "step {step:4}  loss {:.3}  ({})",
+                    history[step],
+                    parts.join(", ")
+                );
             }
             loader.recycle(batch);
             step += 1;

@@ -76,10 +76,10 @@ pub mod error;
 pub mod format;
 pub mod ingest;
 pub mod loader;
-#[cfg(feature = "tch")]
-pub mod torch;
 pub mod read;
 pub mod store;
+#[cfg(feature = "tch")]
+pub mod torch;
 pub mod write;
 
 pub use error::{Error, Result};

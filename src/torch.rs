@@ -81,9 +81,18 @@ impl Plain for f32 {
 /// to the device.
 pub fn put<T: Plain>(data: &[T], shape: &[i64], device: Device) -> Tensor {
     let n: i64 = shape.iter().product();
-    assert_eq!(n as usize, data.len(), "shape {shape:?} does not hold {} values", data.len());
+    assert_eq!(
+        n as usize,
+        data.len(),
+        "shape {shape:?} does not hold {} values",
+        data.len()
+    );
     let host = Tensor::empty(shape, (T::KIND, Device::Cpu));
-    let host = if device.is_cuda() { host.pin_memory(device) } else { host };
+    let host = if device.is_cuda() {
+        host.pin_memory(device)
+    } else {
+        host
+    };
     if !data.is_empty() {
         // SAFETY: `host` is a fresh contiguous tensor of `data.len()` elements
         // of T's layout (u8, bool as one byte, i64, f32), not shared yet.

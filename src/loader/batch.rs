@@ -131,11 +131,14 @@ pub struct LabelOptions {
     pub min_box_size: f32,
 }
 
+/// One box after augmentation: corners, class, score.
+pub(crate) type BoxOut = ([f32; 4], i64, f32);
+
 /// A sample's labels after augmentation, before padding to the batch's N.
 pub(crate) enum Prepared {
     Absent,
     Class,
-    Boxes(Vec<([f32; 4], i64, f32)>),
+    Boxes(Vec<BoxOut>),
     Done,
 }
 
@@ -227,6 +230,7 @@ impl Collator<'_> {
     }
 
     /// Writes sample `i`'s label of task `t` into `tb` through `g`.
+    #[allow(clippy::too_many_arguments)]
     pub fn put(
         &self,
         tb: &mut TaskBatch,
@@ -280,7 +284,7 @@ impl Collator<'_> {
                 Ok(Prepared::Class)
             }
             (TaskData::Detection { .. }, Label::Detection(d), _) => {
-                let mut out: Vec<([f32; 4], i64, f32)> = d
+                let mut out: Vec<BoxOut> = d
                     .boxes
                     .iter()
                     .zip(&d.classes)
@@ -403,7 +407,7 @@ impl Collator<'_> {
     }
 
     /// Pads every sample's boxes to the batch's N.
-    pub fn finish_boxes(&self, tb: &mut TaskBatch, prepared: Vec<Vec<([f32; 4], i64, f32)>>) {
+    pub fn finish_boxes(&self, tb: &mut TaskBatch, prepared: Vec<Vec<BoxOut>>) {
         let TaskData::Detection {
             max_boxes,
             boxes,

@@ -288,7 +288,7 @@ impl LoaderBuilder {
             rank: 0,
             world_size: 1,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            prefetch_bytes: 256 << 20,
+            prefetch_bytes: 64 << 20,
             prefetch_batches: 0,
             shuffle_row_groups: 4,
             requests: 8,
@@ -382,13 +382,13 @@ impl LoaderBuilder {
     }
 
     /// Bytes of row groups fetched ahead and held open (estimated from file
-    /// sizes; default 256 MiB).
+    /// sizes; default 64 MiB).
     pub fn prefetch_bytes(mut self, bytes: u64) -> Self {
         self.prefetch_bytes = bytes.max(1 << 20);
         self
     }
 
-    /// Batches prepared ahead (default: workers + 1).
+    /// Batches prepared ahead (default: one per worker).
     pub fn prefetch_batches(mut self, n: usize) -> Self {
         self.prefetch_batches = n;
         self
@@ -699,7 +699,7 @@ impl Loader {
         let skipped = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let ahead = if b.prefetch_batches == 0 {
-            b.workers + 1
+            b.workers
         } else {
             b.prefetch_batches
         };
@@ -709,7 +709,8 @@ impl Loader {
         }
         let (job_tx, job_rx) = cb::bounded::<Job>(b.workers);
         let (res_tx, res_rx) = cb::unbounded();
-        let (spare_tx, spare_rx) = cb::bounded::<Batch>(ahead + b.workers);
+        // Recycled batches waiting for a worker: a couple is enough to stop allocating.
+        let (spare_tx, spare_rx) = cb::bounded::<Batch>(2);
 
         // Fetch: the rank's slices in the order the sampler needs them.
         let order: Vec<(usize, usize)> = rp
@@ -1132,7 +1133,7 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
         (_, ImageOutput::F32 { .. }) => Images::F32(vec![0.0; b * 3 * hw]),
     };
     batch.tasks = col.empty_tasks(Some(std::mem::take(&mut batch.tasks)));
-    let mut boxes: BTreeMap<String, Vec<Vec<([f32; 4], i64, f32)>>> = BTreeMap::new();
+    let mut boxes: BTreeMap<String, Vec<Vec<batch::BoxOut>>> = BTreeMap::new();
     for (i, slot) in job.slots.into_iter().enumerate() {
         let s = match slot {
             Slot::Empty => continue,
@@ -1233,7 +1234,7 @@ fn fill_sample(
     sh: &Shared,
     ws: &mut WorkerState,
     col: &batch::Collator<'_>,
-    boxes: &mut BTreeMap<String, Vec<Vec<([f32; 4], i64, f32)>>>,
+    boxes: &mut BTreeMap<String, Vec<Vec<batch::BoxOut>>>,
 ) -> std::result::Result<(), String> {
     let (w, h) = sh.size;
     let hw = (w * h) as usize;

@@ -156,3 +156,39 @@ fn a_permanent_failure_names_the_object() {
         .unwrap();
     assert!(ds.snapshot().labels.is_empty());
 }
+
+/// A loader epoch through a store where 5 % of requests fail yields the same
+/// batches, sample for sample and pixel for pixel, as without faults.
+#[test]
+fn a_loader_epoch_with_five_percent_failing_requests_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("demo");
+    must_ds::cli::demo::build(&root, 70).unwrap();
+    let rt = util::rt();
+    let epoch = |ds: Dataset| -> Vec<must_ds::loader::Batch> {
+        must_ds::loader::LoaderBuilder::new(ds)
+            .task("scene-color", false)
+            .task("bright-regions", false)
+            .task("luma-bands", false)
+            .task("vertical-depth", false)
+            .batch_size(8)
+            .output_size(32, 32)
+            .seed(3)
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect()
+    };
+    let clean = epoch(rt.block_on(Dataset::open(root.to_str().unwrap())).unwrap());
+    let (loc, faults) = faulty(&root, FaultyStore::new(local(&root), 0.05, 9));
+    let ds = rt
+        .block_on(Dataset::open_location(loc, None, DatasetOptions::default()))
+        .unwrap();
+    let flaky = epoch(ds);
+    assert!(
+        faults.injected.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no fault was injected"
+    );
+    assert_eq!(clean.len(), 70 / 8);
+    assert_eq!(clean, flaky);
+}
