@@ -43,14 +43,11 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(672));
     g.bench_function("epoch_700_images_b32_384_4_tasks_2_workers", |b| {
         b.iter(|| {
-            let mut l = LoaderBuilder::open(&root, None)
-                .task("scene-color", false)
-                .task("bright-regions", false)
-                .task("luma-bands", false)
-                .task("vertical-depth", false)
-                .workers(2)
-                .build()
-                .unwrap();
+            let mut b = LoaderBuilder::open(&root, None).workers(2);
+            for t in must_ds::cli::demo::demo_tasks() {
+                b = b.task(&t.name, false);
+            }
+            let mut l = b.build().unwrap();
             while let Some(batch) = l.next() {
                 l.recycle(batch.unwrap());
             }

@@ -110,8 +110,3 @@ pub fn put<T: Plain>(data: &[T], shape: &[i64], device: Device) -> Tensor {
         host
     }
 }
-
-/// Whether a tensor lives in pinned host memory.
-pub fn is_pinned(t: &Tensor) -> bool {
-    t.is_pinned(Device::Cpu)
-}

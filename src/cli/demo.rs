@@ -419,7 +419,7 @@ pub(crate) fn run(
     let mut opts = IngestOptions::new("demo");
     // One worker: the same shards on every run (96, 96, 96 and 48 rows by default).
     opts.workers = 1;
-    if inputs.len() <= 7 * VARIANTS {
+    if inputs.len() <= PHOTOS.len() * VARIANTS {
         opts.shard.shard_rows = 96;
         opts.shard.row_group_rows = 32;
     } else {

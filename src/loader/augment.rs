@@ -126,37 +126,42 @@ impl Geometry {
         keep.then_some([x0 as f32, y0 as f32, x1 as f32, y1 as f32])
     }
 
-    /// For each output column, the column of a `map_w`-wide map covering an
-    /// image `w` wide (`u32::MAX` outside), flip applied.
-    pub fn map_columns(&self, w: u32, map_w: u32, ow: u32) -> Vec<u32> {
-        let f = map_w as f64 / w as f64;
-        (0..ow)
-            .map(|o| {
-                let x = if self.flip { ow - 1 - o } else { o };
-                let ix = (self.x0 + (x as f64 + 0.5) * self.sx) * f;
-                if ix >= 0.0 && ix < map_w as f64 {
-                    ix as u32
-                } else {
-                    u32::MAX
-                }
-            })
-            .collect()
+    /// Nearest-pixel sampling of a `map_w`×`map_h` map that covers an image
+    /// of `w`×`h`: for each output column the map column (flip applied) and
+    /// for each output row the map row, or `map_w` / `map_h` where the output
+    /// falls outside the map.
+    pub fn map_axes(
+        &self,
+        (w, h): (u32, u32),
+        (map_w, map_h): (u32, u32),
+        (ow, oh): (u32, u32),
+    ) -> (Vec<usize>, Vec<usize>) {
+        let cols = axis(
+            self.x0,
+            self.sx,
+            map_w as f64 / w as f64,
+            ow,
+            map_w,
+            self.flip,
+        );
+        let rows = axis(self.y0, self.sy, map_h as f64 / h as f64, oh, map_h, false);
+        (cols, rows)
     }
+}
 
-    /// For each output row, the row of a `map_h`-high map (`u32::MAX` outside).
-    pub fn map_rows(&self, h: u32, map_h: u32, oh: u32) -> Vec<u32> {
-        let f = map_h as f64 / h as f64;
-        (0..oh)
-            .map(|y| {
-                let iy = (self.y0 + (y as f64 + 0.5) * self.sy) * f;
-                if iy >= 0.0 && iy < map_h as f64 {
-                    iy as u32
-                } else {
-                    u32::MAX
-                }
-            })
-            .collect()
-    }
+/// Map index of each of `n` output pixels along one axis (`len` outside).
+fn axis(origin: f64, step: f64, scale: f64, n: u32, len: u32, flip: bool) -> Vec<usize> {
+    (0..n)
+        .map(|o| {
+            let o = if flip { n - 1 - o } else { o };
+            let i = (origin + (o as f64 + 0.5) * step) * scale;
+            if i >= 0.0 && i < len as f64 {
+                i as usize
+            } else {
+                len as usize
+            }
+        })
+        .collect()
 }
 
 /// A decoded RGB image, row-major, 3 bytes a pixel.

@@ -134,14 +134,6 @@ pub struct LabelOptions {
 /// One box after augmentation: corners, class, score.
 pub(crate) type BoxOut = ([f32; 4], i64, f32);
 
-/// A sample's labels after augmentation, before padding to the batch's N.
-pub(crate) enum Prepared {
-    Absent,
-    Class,
-    Boxes(Vec<BoxOut>),
-    Done,
-}
-
 /// Per-batch buffers being filled.
 pub(crate) struct Collator<'a> {
     pub tasks: &'a [TaskDef],
@@ -187,6 +179,8 @@ impl Collator<'_> {
                             probs,
                         }
                     }
+                    // Sized by `finish_boxes` once the batch's N is known.
+                    (TaskKind::Detection { .. }, Some(d @ TaskData::Detection { .. })) => d,
                     (TaskKind::Detection { .. }, _) => TaskData::Detection {
                         max_boxes: 0,
                         boxes: vec![],
@@ -229,7 +223,9 @@ impl Collator<'_> {
             .collect()
     }
 
-    /// Writes sample `i`'s label of task `t` into `tb` through `g`.
+    /// Writes sample `i`'s label of task `t` into `tb` through `g`; a
+    /// detection label's boxes come back instead, to be padded to the
+    /// batch's N by [`finish_boxes`](Self::finish_boxes).
     #[allow(clippy::too_many_arguments)]
     pub fn put(
         &self,
@@ -240,9 +236,9 @@ impl Collator<'_> {
         g: &Geometry,
         img_w: u32,
         img_h: u32,
-    ) -> Result<Prepared, String> {
+    ) -> Result<Option<Vec<BoxOut>>, String> {
         let Some(label) = label else {
-            return Ok(Prepared::Absent);
+            return Ok(None);
         };
         label.check(t)?;
         tb.present[i] = true;
@@ -281,7 +277,7 @@ impl Collator<'_> {
                         }
                     }
                 }
-                Ok(Prepared::Class)
+                Ok(None)
             }
             (TaskData::Detection { .. }, Label::Detection(d), _) => {
                 let mut out: Vec<BoxOut> = d
@@ -301,102 +297,66 @@ impl Collator<'_> {
                         out.truncate(cap);
                     }
                 }
-                Ok(Prepared::Boxes(out))
+                Ok(Some(out))
             }
             (
                 TaskData::Segmentation { mask, ignore_index },
                 Label::Segmentation(m),
                 TaskKind::Segmentation { dtype, .. },
             ) => {
-                let mw = m.width as usize;
-                // Outside the map: index mw, the ignore value at the end of the row buffer.
-                let cols: Vec<usize> = g
-                    .map_columns(img_w, m.width, w)
-                    .into_iter()
-                    .map(|c| if c == u32::MAX { mw } else { c as usize })
-                    .collect();
-                let rows = g.map_rows(img_h, m.height, h);
                 let size = dtype.size();
                 let thr = (self.opts.min_confidence.clamp(0.0, 1.0) * 255.0).round() as u8;
                 let conf = m.confidence.as_deref().filter(|_| thr > 0);
                 let ig = *ignore_index;
-                let mut rowbuf = vec![ig; mw + 1];
+                let mw = m.width as usize;
                 let out = &mut mask[i * hw..(i + 1) * hw];
-                let ow = w as usize;
-                let mut prev: Option<(u32, usize)> = None;
-                for (y, &ry) in rows.iter().enumerate() {
-                    let (done, o) = out.split_at_mut(y * ow);
-                    let o = &mut o[..ow];
-                    if ry == u32::MAX {
-                        o.fill(ig);
-                        continue;
-                    }
-                    // Output rows that sample the same map row are copies.
-                    if let Some((py, pi)) = prev {
-                        if py == ry {
-                            o.copy_from_slice(&done[pi * ow..(pi + 1) * ow]);
-                            continue;
+                resample(
+                    out,
+                    g,
+                    (img_w, img_h),
+                    (m.width, m.height),
+                    (w, h),
+                    ig,
+                    |ry, row| {
+                        for (x, v) in row.iter_mut().enumerate() {
+                            let p = ry * mw + x;
+                            *v = if conf.is_some_and(|c| c[p] < thr) {
+                                ig
+                            } else if size == 2 {
+                                u16::from_le_bytes([m.mask[2 * p], m.mask[2 * p + 1]]) as i64
+                            } else {
+                                m.mask[p] as i64
+                            };
                         }
-                    }
-                    let base = ry as usize * mw;
-                    for (x, v) in rowbuf[..mw].iter_mut().enumerate() {
-                        let p = base + x;
-                        *v = if conf.is_some_and(|c| c[p] < thr) {
-                            ig
-                        } else if size == 2 {
-                            u16::from_le_bytes([m.mask[2 * p], m.mask[2 * p + 1]]) as i64
-                        } else {
-                            m.mask[p] as i64
-                        };
-                    }
-                    for (v, &cx) in o.iter_mut().zip(&cols) {
-                        *v = rowbuf[cx];
-                    }
-                    prev = Some((ry, y));
-                }
-                Ok(Prepared::Done)
+                    },
+                );
+                Ok(None)
             }
             (TaskData::Depth { depth, valid }, Label::Depth(d), _) => {
                 let dw = d.width as usize;
-                let cols: Vec<usize> = g
-                    .map_columns(img_w, d.width, w)
-                    .into_iter()
-                    .map(|c| if c == u32::MAX { dw } else { c as usize })
-                    .collect();
-                let rows = g.map_rows(img_h, d.height, h);
-                let ow = w as usize;
                 let od = &mut depth[i * hw..(i + 1) * hw];
-                let ov = &mut valid[i * hw..(i + 1) * hw];
-                let mut rowbuf = vec![f32::NAN; dw + 1];
-                let mut prev: Option<(u32, usize)> = None;
-                for (y, &ry) in rows.iter().enumerate() {
-                    let r = y * ow;
-                    if ry == u32::MAX {
-                        od[r..r + ow].fill(0.0);
-                        ov[r..r + ow].fill(false);
-                        continue;
-                    }
-                    if let Some((py, pi)) = prev {
-                        if py == ry {
-                            od.copy_within(pi * ow..(pi + 1) * ow, r);
-                            ov.copy_within(pi * ow..(pi + 1) * ow, r);
-                            continue;
+                resample(
+                    od,
+                    g,
+                    (img_w, img_h),
+                    (d.width, d.height),
+                    (w, h),
+                    f32::NAN,
+                    |ry, row| {
+                        let src = &d.depth[2 * ry * dw..2 * (ry + 1) * dw];
+                        for (v, c) in row.iter_mut().zip(src.chunks_exact(2)) {
+                            *v = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
                         }
+                    },
+                );
+                // Invalid (NaN in the map) and outside alike: 0, not valid.
+                for (v, ok) in od.iter_mut().zip(&mut valid[i * hw..(i + 1) * hw]) {
+                    *ok = v.is_finite();
+                    if !*ok {
+                        *v = 0.0;
                     }
-                    let src = &d.depth[2 * ry as usize * dw..2 * (ry as usize + 1) * dw];
-                    for (v, c) in rowbuf[..dw].iter_mut().zip(src.chunks_exact(2)) {
-                        *v = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
-                    }
-                    for ((v, ok), &cx) in
-                        od[r..r + ow].iter_mut().zip(&mut ov[r..r + ow]).zip(&cols)
-                    {
-                        let x = rowbuf[cx];
-                        *ok = x.is_finite();
-                        *v = if *ok { x } else { 0.0 };
-                    }
-                    prev = Some((ry, y));
                 }
-                Ok(Prepared::Done)
+                Ok(None)
             }
             _ => Err(format!(
                 "a {} label in task {:?} of another kind",
@@ -406,7 +366,7 @@ impl Collator<'_> {
         }
     }
 
-    /// Pads every sample's boxes to the batch's N.
+    /// Pads every sample's boxes to the batch's N (nothing for other kinds).
     pub fn finish_boxes(&self, tb: &mut TaskBatch, prepared: Vec<Vec<BoxOut>>) {
         let TaskData::Detection {
             max_boxes,
@@ -440,5 +400,45 @@ impl Collator<'_> {
                 valid[k] = true;
             }
         }
+    }
+}
+
+/// Fills an output map (`out_w`×`out_h`, row-major) from a `map_w`×`map_h`
+/// label map through `g` by nearest sampling: `decode_row(r, buf)` writes map
+/// row `r` into `buf`; pixels outside the map get `outside`. Output rows that
+/// sample the same map row are copies of the first.
+fn resample<T: Copy>(
+    out: &mut [T],
+    g: &Geometry,
+    image: (u32, u32),
+    map: (u32, u32),
+    (out_w, out_h): (u32, u32),
+    outside: T,
+    mut decode_row: impl FnMut(usize, &mut [T]),
+) {
+    let (cols, rows) = g.map_axes(image, map, (out_w, out_h));
+    let (mw, mh) = (map.0 as usize, map.1 as usize);
+    let ow = out_w as usize;
+    // One slot past the row: the value of columns outside the map.
+    let mut row = vec![outside; mw + 1];
+    let mut prev: Option<(usize, usize)> = None;
+    for (y, &ry) in rows.iter().enumerate() {
+        let (done, o) = out.split_at_mut(y * ow);
+        let o = &mut o[..ow];
+        if ry == mh {
+            o.fill(outside);
+            continue;
+        }
+        if let Some((py, pi)) = prev {
+            if py == ry {
+                o.copy_from_slice(&done[pi * ow..(pi + 1) * ow]);
+                continue;
+            }
+        }
+        decode_row(ry, &mut row[..mw]);
+        for (v, &cx) in o.iter_mut().zip(&cols) {
+            *v = row[cx];
+        }
+        prev = Some((ry, y));
     }
 }

@@ -132,6 +132,17 @@ impl std::fmt::Display for CorruptReport {
     }
 }
 
+impl From<CorruptReport> for Error {
+    fn from(r: CorruptReport) -> Self {
+        Error::Corrupt {
+            file: r.file,
+            row_group: r.row_group,
+            image_id: r.image_id,
+            reason: r.reason,
+        }
+    }
+}
+
 /// Pixel type of [`Batch::images`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ImageOutput {
@@ -556,19 +567,16 @@ impl LoaderBuilder {
                 String::new()
             };
             let shard_bytes: u64 = a.bytes + files.iter().flatten().map(|l| l.bytes).sum::<u64>();
-            let mut first = 0u64;
             for (g, &rows) in a.row_groups.iter().enumerate() {
                 if rows > 0 {
                     units.push(Unit {
                         shard,
                         row_group: g,
-                        first_row: first,
                         rows: rows as u32,
                         source: source.clone(),
                         est_bytes: shard_bytes * rows / a.rows.max(1),
                     });
                 }
-                first += rows;
             }
         }
         let popts = PlanOptions {
@@ -1137,14 +1145,7 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
     for (i, slot) in job.slots.into_iter().enumerate() {
         let s = match slot {
             Slot::Empty => continue,
-            Slot::Bad(rep) => {
-                return Err(Error::Corrupt {
-                    file: rep.file,
-                    row_group: rep.row_group,
-                    image_id: rep.image_id,
-                    reason: rep.reason,
-                })
-            }
+            Slot::Bad(rep) => return Err(rep.into()),
             Slot::Sample(s) => s,
         };
         match fill_sample(&mut batch, i, &s, sh, ws, &col, &mut boxes) {
@@ -1161,14 +1162,7 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
                     reason,
                 };
                 match sh.corrupt {
-                    CorruptPolicy::Fail => {
-                        return Err(Error::Corrupt {
-                            file: rep.file,
-                            row_group: rep.row_group,
-                            image_id: rep.image_id,
-                            reason: rep.reason,
-                        })
-                    }
+                    CorruptPolicy::Fail => return Err(rep.into()),
                     CorruptPolicy::Skip => {
                         clear_slot(&mut batch, i, hw, &sh.tasks);
                         for v in boxes.values_mut() {
@@ -1186,14 +1180,8 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
         }
     }
     let t0 = Instant::now();
-    for t in &sh.tasks {
-        if let Some(p) = boxes.remove(&t.name) {
-            if let Some(tb) = batch.tasks.get_mut(&t.name) {
-                col.finish_boxes(tb, p);
-            }
-        } else if let Some(tb) = batch.tasks.get_mut(&t.name) {
-            col.finish_boxes(tb, vec![]);
-        }
+    for (name, tb) in batch.tasks.iter_mut() {
+        col.finish_boxes(tb, boxes.remove(name).unwrap_or_default());
     }
     Metrics::add(&sh.metrics.collate_ns, t0.elapsed());
     Ok(batch)
@@ -1226,7 +1214,22 @@ fn clear_slot(batch: &mut Batch, i: usize, hw: usize, tasks: &[TaskDef]) {
     }
 }
 
-#[allow(clippy::type_complexity)]
+/// Interleaved RGB rows `w` wide → three planes (`out`), each value through
+/// `f(channel, byte)`, rows mirrored when `flip`.
+fn to_planar<T: Copy>(px: &[u8], out: &mut [T], w: usize, flip: bool, f: impl Fn(usize, u8) -> T) {
+    let hw = px.len() / 3;
+    let (r, rest) = out.split_at_mut(hw);
+    let (g, b) = rest.split_at_mut(hw);
+    for (k, p) in px.chunks_exact(3).enumerate() {
+        (r[k], g[k], b[k]) = (f(0, p[0]), f(1, p[1]), f(2, p[2]));
+    }
+    if flip {
+        for plane in [r, g, b] {
+            plane.chunks_exact_mut(w).for_each(<[T]>::reverse);
+        }
+    }
+}
+
 fn fill_sample(
     batch: &mut Batch,
     i: usize,
@@ -1262,50 +1265,15 @@ fn fill_sample(
     let t2 = Instant::now();
     // Interleaved RGB → planar, into the batch, mirrored when flipped.
     let px = ws.resizer.output();
-    let ow = w as usize;
-    let src_row = |y: usize| &px[y * ow * 3..(y + 1) * ow * 3];
+    let slot = i * 3 * hw..(i + 1) * 3 * hw;
     match (&mut batch.images, sh.output) {
-        (Images::U8(v), _) => {
-            let out = &mut v[i * 3 * hw..(i + 1) * 3 * hw];
-            let (r, rest) = out.split_at_mut(hw);
-            let (g_, b_) = rest.split_at_mut(hw);
-            for y in 0..h as usize {
-                let s = src_row(y);
-                let (r, g_, b_) = (
-                    &mut r[y * ow..(y + 1) * ow],
-                    &mut g_[y * ow..(y + 1) * ow],
-                    &mut b_[y * ow..(y + 1) * ow],
-                );
-                if g.flip {
-                    for (k, p) in s.chunks_exact(3).rev().enumerate() {
-                        (r[k], g_[k], b_[k]) = (p[0], p[1], p[2]);
-                    }
-                } else {
-                    for (k, p) in s.chunks_exact(3).enumerate() {
-                        (r[k], g_[k], b_[k]) = (p[0], p[1], p[2]);
-                    }
-                }
-            }
-        }
+        (Images::U8(v), _) => to_planar(px, &mut v[slot], w as usize, g.flip, |_, x| x),
         (Images::F32(v), ImageOutput::F32 { mean, std }) => {
-            let out = &mut v[i * 3 * hw..(i + 1) * 3 * hw];
-            for c in 0..3 {
-                let scale = 1.0 / (255.0 * std[c]);
-                let off = mean[c] / std[c];
-                for y in 0..h as usize {
-                    let s = src_row(y);
-                    let o = &mut out[c * hw + y * ow..c * hw + (y + 1) * ow];
-                    if g.flip {
-                        for (k, p) in s.chunks_exact(3).rev().enumerate() {
-                            o[k] = p[c] as f32 * scale - off;
-                        }
-                    } else {
-                        for (k, p) in s.chunks_exact(3).enumerate() {
-                            o[k] = p[c] as f32 * scale - off;
-                        }
-                    }
-                }
-            }
+            let scale = std.map(|s| 1.0 / (255.0 * s));
+            let off = [0, 1, 2].map(|c| mean[c] / std[c]);
+            to_planar(px, &mut v[slot], w as usize, g.flip, |c, x| {
+                x as f32 * scale[c] - off[c]
+            })
         }
         (Images::F32(_), ImageOutput::U8) => return Err("image buffer of the wrong type".into()),
     }
@@ -1315,14 +1283,11 @@ fn fill_sample(
         let Some(tb) = batch.tasks.get_mut(&t.name) else {
             continue;
         };
-        match col.put(tb, t, i, label.as_ref(), &g, iw, ih)? {
-            batch::Prepared::Boxes(bx) => {
-                let v = boxes
-                    .entry(t.name.clone())
-                    .or_insert_with(|| vec![vec![]; sh.batch_size]);
-                v[i] = bx;
-            }
-            batch::Prepared::Absent | batch::Prepared::Class | batch::Prepared::Done => {}
+        if let Some(bx) = col.put(tb, t, i, label.as_ref(), &g, iw, ih)? {
+            let v = boxes
+                .entry(t.name.clone())
+                .or_insert_with(|| vec![vec![]; sh.batch_size]);
+            v[i] = bx;
         }
     }
     Metrics::add(&sh.metrics.augment_ns, (t2 - t1) + t3.elapsed());

@@ -92,8 +92,6 @@ pub struct Unit {
     pub shard: u64,
     /// Row group index.
     pub row_group: usize,
-    /// Index in the shard of the group's first row.
-    pub first_row: u64,
     /// Rows in the group.
     pub rows: u32,
     /// The shard's source (its only one, or `""` when it has several).
@@ -328,13 +326,22 @@ impl Sampler {
         })
     }
 
+    /// Draws up to `n` samples without using them (replaying a plan).
+    pub fn skip(&mut self, n: u64) {
+        for _ in 0..n {
+            if self.draw().is_none() {
+                break;
+            }
+        }
+    }
+
     /// Slices with rows still to draw, in the order they will be needed:
     /// open ones (ascending), then unopened ones.
     pub fn pending_slices(&self) -> Vec<usize> {
-        let mut open: Vec<usize> = (0..self.next).filter(|&s| self.left[s] > 0).collect();
-        open.extend((self.next..self.slices.len()).filter(|&s| self.lens[s] > 0));
-        open.sort_unstable();
-        open
+        (0..self.next)
+            .filter(|&s| self.left[s] > 0)
+            .chain((self.next..self.slices.len()).filter(|&s| self.lens[s] > 0))
+            .collect()
     }
 
     /// The rows not drawn yet, as slices (step 5).
@@ -400,34 +407,39 @@ pub struct RankPlan {
     pub batches: u64,
     /// Batches already done in the segment.
     pub done: u64,
-    /// Draws made by the sampler already.
-    pub drawn: u64,
 }
 
-fn batches_for(counts: &[usize], b: usize, pad: bool) -> u64 {
-    let b = b.max(1);
-    if pad {
-        counts.iter().max().map_or(0, |m| m.div_ceil(b)) as u64
-    } else {
-        counts.iter().min().map_or(0, |m| m / b) as u64
-    }
-}
-
-fn samplers(
+/// The samplers of one segment's ranks and the batches every rank yields
+/// in it; `done` (batches a state says were yielded) must fit.
+fn segment(
     order: &[Slice],
     units: &[Unit],
     world: usize,
     seg: usize,
     o: &PlanOptions,
-) -> Vec<Sampler> {
-    split(order, units, world)
+    done: u64,
+) -> Result<(Vec<Sampler>, u64), String> {
+    let samplers: Vec<Sampler> = split(order, units, world)
         .into_iter()
         .enumerate()
         .map(|(r, slices)| {
             let rng = Rng::new(&[o.seed, o.epoch, 2, seg as u64, r as u64]);
             Sampler::new(slices, units, o.shuffle_row_groups, rng)
         })
-        .collect()
+        .collect();
+    let counts = samplers.iter().map(Sampler::total);
+    let b = o.batch_size.max(1);
+    let per_rank = if o.pad {
+        counts.max().map_or(0, |m| m.div_ceil(b))
+    } else {
+        counts.min().map_or(0, |m| m / b)
+    } as u64;
+    if done > per_rank {
+        return Err(format!(
+            "the state says {done} batches done in a segment of {per_rank} (world size {world})"
+        ));
+    }
+    Ok((samplers, per_rank))
 }
 
 /// The plan of `rank` among `world` ranks after `past` segments (the last
@@ -448,26 +460,11 @@ pub fn rank_plan(
         _ => (past, 0),
     };
     for (seg, s) in closed.iter().enumerate() {
-        let mut all = samplers(&order, units, s.world_size, seg, o);
-        let per_rank = batches_for(
-            &all.iter().map(|x| x.total()).collect::<Vec<_>>(),
-            o.batch_size,
-            o.pad,
-        );
-        if s.batches > per_rank {
-            return Err(format!(
-                "the state says {} batches in a segment of {} (world size {})",
-                s.batches, per_rank, s.world_size
-            ));
-        }
+        let (mut all, _) = segment(&order, units, s.world_size, seg, o, s.batches)?;
         let rem: Vec<Vec<Slice>> = all
             .iter_mut()
             .map(|x| {
-                for _ in 0..s.batches * o.batch_size as u64 {
-                    if x.draw().is_none() {
-                        break;
-                    }
-                }
+                x.skip(s.batches * o.batch_size as u64);
                 x.remaining()
             })
             .collect();
@@ -477,31 +474,13 @@ pub fn rank_plan(
             .flat_map(|i| rem.iter().filter_map(move |r| r.get(i).cloned()))
             .collect();
     }
-    let seg = closed.len();
-    let all = samplers(&order, units, world, seg, o);
-    let per_rank = batches_for(
-        &all.iter().map(|x| x.total()).collect::<Vec<_>>(),
-        o.batch_size,
-        o.pad,
-    );
-    if current > per_rank {
-        return Err(format!(
-            "the state says {current} batches done of {per_rank} for world size {world}"
-        ));
-    }
+    let (all, per_rank) = segment(&order, units, world, closed.len(), o, current)?;
     let mut sampler = all.into_iter().nth(rank).expect("rank < world");
-    let mut drawn = 0;
-    for _ in 0..current * o.batch_size as u64 {
-        if sampler.draw().is_none() {
-            break;
-        }
-        drawn += 1;
-    }
+    sampler.skip(current * o.batch_size as u64);
     Ok(RankPlan {
         sampler,
         batches: per_rank,
         done: current,
-        drawn,
     })
 }
 
@@ -515,7 +494,6 @@ mod tests {
             .map(|i| Unit {
                 shard: i as u64 / 2,
                 row_group: i % 2,
-                first_row: (i % 2) as u64 * rows as u64,
                 rows: rows - (i % 3 == 0) as u32 * 3,
                 source: sources[i % sources.len()].to_owned(),
                 est_bytes: 1000,
@@ -539,7 +517,7 @@ mod tests {
         for _ in 0..batches * b as u64 {
             if let Some(d) = p.sampler.draw() {
                 let u = &units[p.sampler.slices()[d.slice].unit as usize];
-                out.push((u.shard * 1000 + u.first_row, d.row));
+                out.push((u.shard * 1000 + u.row_group as u64, d.row));
             }
         }
         out

@@ -166,11 +166,7 @@ fn a_loader_epoch_with_five_percent_failing_requests_is_unchanged() {
     must_ds::cli::demo::build(&root, 70).unwrap();
     let rt = util::rt();
     let epoch = |ds: Dataset| -> Vec<must_ds::loader::Batch> {
-        must_ds::loader::LoaderBuilder::new(ds)
-            .task("scene-color", false)
-            .task("bright-regions", false)
-            .task("luma-bands", false)
-            .task("vertical-depth", false)
+        util::with_demo_tasks(must_ds::loader::LoaderBuilder::new(ds))
             .batch_size(8)
             .output_size(32, 32)
             .seed(3)

@@ -20,11 +20,7 @@ fn demo(dir: &Path, images: usize) -> String {
 }
 
 fn builder(root: &str) -> LoaderBuilder {
-    LoaderBuilder::open(root, None)
-        .task("scene-color", false)
-        .task("bright-regions", false)
-        .task("luma-bands", false)
-        .task("vertical-depth", false)
+    util::with_demo_tasks(LoaderBuilder::open(root, None))
         .batch_size(8)
         .output_size(48, 40)
         .seed(11)

@@ -10,15 +10,12 @@ fn batches_become_named_tensors_with_their_values() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("demo");
     must_ds::cli::demo::build(&root, 35).unwrap();
-    let mut loader = LoaderBuilder::open(root.to_str().unwrap(), None)
-        .task("scene-color", false)
-        .task("bright-regions", false)
-        .task("luma-bands", false)
-        .task("vertical-depth", false)
-        .batch_size(4)
-        .output_size(40, 32)
-        .build()
-        .unwrap();
+    let mut loader =
+        crate::util::with_demo_tasks(LoaderBuilder::open(root.to_str().unwrap(), None))
+            .batch_size(4)
+            .output_size(40, 32)
+            .build()
+            .unwrap();
     let batch = loader.next().unwrap().unwrap();
     let mut devices = vec![Device::Cpu];
     if tch::Cuda::is_available() {
