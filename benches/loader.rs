@@ -11,6 +11,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use must_ds::loader::augment::{decode, Crop, Geometry, Resizer, Rgb};
 use must_ds::loader::plan::Rng;
 use must_ds::loader::LoaderBuilder;
+use must_ds::Dataset;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -53,6 +54,62 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    g.finish();
+    latency(c);
+}
+
+/// One epoch of the 2k demo corpus from the local folder and through the
+/// same folder with 50 ms added to every request (object_store's
+/// `ThrottledStore`): with enough reads in flight the two should match.
+fn latency(c: &mut Criterion) {
+    use must_ds::store::Location;
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("demo");
+    must_ds::cli::demo::build(&root, 2000).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let local = rt.block_on(Dataset::open(root.to_str().unwrap())).unwrap();
+    let wait = Duration::from_millis(50);
+    let slow = ThrottledStore::new(
+        object_store::local::LocalFileSystem::new_with_prefix(&root).unwrap(),
+        ThrottleConfig {
+            wait_get_per_call: wait,
+            wait_list_per_call: wait,
+            wait_put_per_call: wait,
+            ..Default::default()
+        },
+    );
+    let loc = Location {
+        store: std::sync::Arc::new(slow),
+        root: Default::default(),
+        url: "throttled".into(),
+    };
+    let slow = rt
+        .block_on(Dataset::open_location(loc, None, Default::default()))
+        .unwrap();
+    let mut g = c.benchmark_group("latency");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(1984));
+    for (name, ds, inflight) in [
+        ("local_8_in_flight", &local, 8),
+        ("added_50ms_8_in_flight", &slow, 8),
+        ("added_50ms_16_in_flight", &slow, 16),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut b = LoaderBuilder::new(ds.clone())
+                    .workers(2)
+                    .requests_in_flight(inflight);
+                for t in must_ds::cli::demo::demo_tasks() {
+                    b = b.task(&t.name, false);
+                }
+                let mut l = b.build().unwrap();
+                while let Some(batch) = l.next() {
+                    l.recycle(batch.unwrap());
+                }
+            })
+        });
+    }
     g.finish();
 }
 
