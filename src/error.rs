@@ -215,6 +215,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A teacher model could not label a shard (or could not start).
+    #[error("teacher{}: {reason}", shard.map(|s| format!(" on image shard {s}")).unwrap_or_default())]
+    Teacher {
+        /// The image shard being labeled, when there was one.
+        shard: Option<u64>,
+        /// What went wrong.
+        reason: String,
+    },
     /// Loader options that cannot work together, or a state that does not fit them.
     #[error("loader: {0}")]
     Loader(String),

@@ -66,6 +66,8 @@
 //! * [`read`]: row groups of aligned files with projection.
 //! * [`loader`]: deterministic, resumable, prefetching mixed-task batches.
 //! * `torch` (feature `tch`): batches as libtorch tensors on a device.
+//! * [`teacher`]: the teacher model contract; `teacher::label` (feature
+//!   `tch`) runs TorchScript teachers over shards.
 //! * [`audit`]: statistics per task, validation of every file, rendering.
 //! * [`cli`]: the `must-ds` command.
 #![warn(missing_docs)]
@@ -78,6 +80,7 @@ pub mod ingest;
 pub mod loader;
 pub mod read;
 pub mod store;
+pub mod teacher;
 #[cfg(feature = "tch")]
 pub mod torch;
 pub mod write;

@@ -32,6 +32,29 @@ import pyarrow.parquet as pq
 BLOB_COLUMNS = ("mask", "depth", "confidence")
 
 
+def read_log(root):
+    """Tasks, image shards and label files of a local dataset's latest
+    version, from its commit log: ({name: task}, {shard: add_images},
+    {(task, shard): add_labels})."""
+    import glob
+    import os
+
+    tasks, images, labels = {}, {}, {}
+    for f in sorted(glob.glob(os.path.join(root, "_must/log/*.json"))):
+        for a in json.load(open(f))["actions"]:
+            if "task" in a:
+                tasks[a["task"]["name"]] = a["task"]
+            elif "add_images" in a:
+                images[a["add_images"]["shard"]] = a["add_images"]
+            elif "add_labels" in a:
+                labels[(a["add_labels"]["task"], a["add_labels"]["shard"])] = a["add_labels"]
+            elif "remove" in a:
+                p = a["remove"]["path"]
+                images = {k: v for k, v in images.items() if v["path"] != p}
+                labels = {k: v for k, v in labels.items() if v["path"] != p}
+    return tasks, images, labels
+
+
 def read_shard_layout(path):
     """Image ids in order and rows per row group of an image shard."""
     f = pq.ParquetFile(path)

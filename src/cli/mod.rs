@@ -220,6 +220,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a TorchScript teacher over the image shards that have no labels
+    /// for the task yet; one aligned label file committed per shard.
+    /// Preprocessing and post-processing follow the task's teacher params.
+    ///
+    /// Example: must-ds label /data/corpus --task det --model det.pt --device cuda:0 --worker 3/8
+    #[cfg(feature = "tch")]
+    Label {
+        /// Dataset root.
+        root: String,
+        /// The task (define it with `must-ds task define ... --model FILE`).
+        #[arg(long)]
+        task: String,
+        /// TorchScript file.
+        #[arg(long)]
+        model: PathBuf,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Only these image shards: K, A..B (inclusive).
+        #[arg(long)]
+        shards: Option<String>,
+        /// This machine's share, I/N: shards whose id modulo N is I.
+        #[arg(long)]
+        worker: Option<String>,
+        /// Images per model call.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Decode threads (default: the cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure the loader: samples/s, where the time goes, peak memory, and
     /// decoding the same images alone for comparison.
     ///
@@ -563,6 +597,72 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                     r.bytes as f64 / 1048576.0,
                     r.referenced,
                     r.too_young.len()
+                )?;
+            }
+        }
+        #[cfg(feature = "tch")]
+        Command::Label {
+            root,
+            task,
+            model,
+            device,
+            shards,
+            worker,
+            batch,
+            threads,
+            json,
+        } => {
+            let device = match device.as_str() {
+                "cpu" => tch::Device::Cpu,
+                "cuda" => tch::Device::Cuda(0),
+                d => match d.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+                    Some(n) => tch::Device::Cuda(n),
+                    None => anyhow::bail!("--device {d:?}: use cpu, cuda or cuda:N"),
+                },
+            };
+            let worker = match worker {
+                None => None,
+                Some(w) => {
+                    let parsed = w.split_once('/').and_then(|(i, n)| {
+                        Some((i.trim().parse::<u64>().ok()?, n.trim().parse::<u64>().ok()?))
+                    });
+                    match parsed {
+                        Some((i, n)) if n > 0 && i < n => Some((i, n)),
+                        _ => anyhow::bail!("--worker {w:?}: use I/N with 0 <= I < N"),
+                    }
+                }
+            };
+            let shards = shards
+                .map(|s| audit::parse_range(&s).map(|(a, b)| a..b + 1))
+                .transpose()?;
+            let job = crate::teacher::LabelJob {
+                task,
+                model,
+                device,
+                batch,
+                workers: threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                shards,
+                worker,
+            };
+            let mut ds = rt.block_on(Dataset::open(&root))?;
+            let bar = audit::bar(0, "images");
+            let report =
+                crate::teacher::label(rt.handle(), &mut ds, &job, (!json).then_some(&bar))?;
+            bar.finish_and_clear();
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "labeled {} images in {} shards ({:.0} images/s; model calls {:.1} s, waiting for input {:.1} s); {} shards already labeled; model {}",
+                    report.images,
+                    report.labeled.len(),
+                    report.images as f64 / report.seconds.max(1e-9),
+                    report.model_s,
+                    report.input_wait_s,
+                    report.skipped.len(),
+                    report.checkpoint
                 )?;
             }
         }

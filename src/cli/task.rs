@@ -68,6 +68,16 @@ pub(crate) enum TaskCommand {
         /// Teacher checkpoint (path, URL or sha256 digest).
         #[arg(long)]
         checkpoint: Option<String>,
+        /// The teacher's model file: its sha256 digest becomes the
+        /// checkpoint (and its file name the teacher, without --teacher);
+        /// `must-ds label` then refuses any other file.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// A teacher parameter, KEY=VALUE with VALUE in JSON (or a plain
+        /// string): input_size, resize, mean, std, output, temperature,
+        /// top_k, confidence_ignore_below (see the README). Repeatable.
+        #[arg(long = "param", value_parser = parse_param)]
+        params: Vec<(String, serde_json::Value)>,
     },
 }
 
@@ -92,6 +102,8 @@ pub(crate) fn run(
         unit,
         teacher,
         checkpoint,
+        model,
+        params,
     } = cmd;
     let task = match file {
         Some(path) => {
@@ -155,6 +167,41 @@ pub(crate) fn run(
             task
         }
     };
+    let mut task = task;
+    if model.is_some() || !params.is_empty() {
+        let digest = model
+            .as_deref()
+            .map(crate::teacher::sha256_file)
+            .transpose()?;
+        let stem = model
+            .as_deref()
+            .and_then(|m| m.file_stem())
+            .map(|s| s.to_string_lossy().into_owned());
+        let (mut name, mut ckpt, mut p) = match task.teacher.take() {
+            Some(Teacher::Model {
+                name,
+                checkpoint,
+                params,
+            }) => (Some(name), checkpoint, params),
+            Some(Teacher::GroundTruth(_)) => {
+                bail!("--model and --param need a model teacher, not ground-truth")
+            }
+            None => (None, None, Default::default()),
+        };
+        name = name.or(stem);
+        ckpt = digest.or(ckpt);
+        p.extend(params);
+        let Some(name) = name else {
+            bail!("--param needs a teacher: give --teacher or --model");
+        };
+        task.teacher = Some(Teacher::Model {
+            name,
+            checkpoint: ckpt,
+            params: p,
+        });
+        task.validate()?;
+        crate::teacher::TeacherParams::from_task(&task).map_err(anyhow::Error::msg)?;
+    }
     let mut ds = rt.block_on(Dataset::open(&root))?;
     let before = ds.version();
     match rt.block_on(ds.define_task(task.clone()))? {
@@ -172,4 +219,12 @@ pub(crate) fn run(
         )?,
     }
     Ok(())
+}
+
+fn parse_param(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: use KEY=VALUE"))?;
+    let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+    Ok((k.to_owned(), v))
 }

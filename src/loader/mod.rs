@@ -1216,7 +1216,13 @@ fn clear_slot(batch: &mut Batch, i: usize, hw: usize, tasks: &[TaskDef]) {
 
 /// Interleaved RGB rows `w` wide → three planes (`out`), each value through
 /// `f(channel, byte)`, rows mirrored when `flip`.
-fn to_planar<T: Copy>(px: &[u8], out: &mut [T], w: usize, flip: bool, f: impl Fn(usize, u8) -> T) {
+pub(crate) fn to_planar<T: Copy>(
+    px: &[u8],
+    out: &mut [T],
+    w: usize,
+    flip: bool,
+    f: impl Fn(usize, u8) -> T,
+) {
     let hw = px.len() / 3;
     let (r, rest) = out.split_at_mut(hw);
     let (g, b) = rest.split_at_mut(hw);

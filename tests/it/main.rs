@@ -16,6 +16,8 @@ mod scale;
 mod schemas;
 mod store;
 #[cfg(feature = "tch")]
+mod teacher;
+#[cfg(feature = "tch")]
 mod torch;
 mod writers;
 mod writers_many;

@@ -17,12 +17,12 @@ Usage: python3 tools/bench/baselines.py ROOT {plain,tuned} [--workers 2]
        [--batch-size 32] [--size 384] [--epochs 1]
 """
 import argparse
-import glob
 import io
 import json
 import math
 import os
 import random
+import sys
 import time
 
 import numpy as np
@@ -30,22 +30,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-
-def read_log(root):
-    tasks, images, labels = {}, {}, {}
-    for f in sorted(glob.glob(os.path.join(root, "_must/log/*.json"))):
-        for a in json.load(open(f))["actions"]:
-            if "task" in a:
-                tasks[a["task"]["name"]] = a["task"]
-            elif "add_images" in a:
-                images[a["add_images"]["shard"]] = a["add_images"]
-            elif "add_labels" in a:
-                labels[(a["add_labels"]["task"], a["add_labels"]["shard"])] = a["add_labels"]
-            elif "remove" in a:
-                p = a["remove"]["path"]
-                images = {k: v for k, v in images.items() if v["path"] != p}
-                labels = {k: v for k, v in labels.items() if v["path"] != p}
-    return tasks, images, labels
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from label_writer import read_log  # noqa: E402
 
 
 def densify(task, row):
