@@ -59,30 +59,28 @@ fn bench(c: &mut Criterion) {
 }
 
 /// One epoch of the 2k demo corpus from the local folder and through the
-/// same folder with 50 ms added to every request (object_store's
-/// `ThrottledStore`): with enough reads in flight the two should match.
+/// same folder with 50 ms added to every request: with enough reads in
+/// flight the two should match.
 fn latency(c: &mut Criterion) {
+    use must_ds::store::retry::FaultyStore;
     use must_ds::store::Location;
-    use object_store::throttle::{ThrottleConfig, ThrottledStore};
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("demo");
     must_ds::cli::demo::build(&root, 2000).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let local = rt.block_on(Dataset::open(root.to_str().unwrap())).unwrap();
-    let wait = Duration::from_millis(50);
-    let slow = ThrottledStore::new(
-        object_store::local::LocalFileSystem::new_with_prefix(&root).unwrap(),
-        ThrottleConfig {
-            wait_get_per_call: wait,
-            wait_list_per_call: wait,
-            wait_put_per_call: wait,
-            ..Default::default()
-        },
-    );
+    // Every request waits 50 ms first (FaultyStore with no faults: the
+    // ThrottledStore of object_store cannot wrap a local folder's file reads).
+    let slow = FaultyStore::new(
+        std::sync::Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&root).unwrap()),
+        0.0,
+        0,
+    )
+    .with_latency(Duration::from_millis(50));
     let loc = Location {
         store: std::sync::Arc::new(slow),
         root: Default::default(),
-        url: "throttled".into(),
+        url: "slow".into(),
     };
     let slow = rt
         .block_on(Dataset::open_location(loc, None, Default::default()))

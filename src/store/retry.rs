@@ -242,7 +242,8 @@ impl RetryStore {
 
 /// Fails a share of requests, for tests: before the inner call, or (for
 /// puts) after it, as when an answer is lost. Requests to paths containing
-/// `always_fail` fail every time.
+/// `always_fail` fail every time. Optionally every request waits a fixed
+/// latency first (`with_latency`), as with a distant object store.
 #[derive(Debug)]
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
@@ -250,6 +251,7 @@ pub struct FaultyStore {
     always_fail: Option<String>,
     counter: AtomicU64,
     seed: u64,
+    latency: Duration,
     /// Injected failures so far.
     pub injected: AtomicU64,
 }
@@ -263,7 +265,20 @@ impl FaultyStore {
             always_fail: None,
             counter: AtomicU64::new(0),
             seed,
+            latency: Duration::ZERO,
             injected: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `latency` to every request, as a distant store would.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    async fn delay(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
         }
     }
 
@@ -296,6 +311,22 @@ impl FaultyStore {
     }
 }
 
+/// `stream`, starting after `latency`.
+fn delayed<T: Send + 'static>(
+    latency: Duration,
+    stream: BoxStream<'static, T>,
+) -> BoxStream<'static, T> {
+    if latency.is_zero() {
+        return stream;
+    }
+    futures::stream::once(async move {
+        tokio::time::sleep(latency).await;
+        stream
+    })
+    .flatten()
+    .boxed()
+}
+
 impl std::fmt::Display for FaultyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Faulty({})", self.inner)
@@ -310,6 +341,7 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        self.delay().await;
         self.fault(location)?;
         let r = self.inner.put_opts(location, payload, opts).await?;
         // Half the put faults happen after the write: the answer is lost.
@@ -321,16 +353,19 @@ impl ObjectStore for FaultyStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
+        self.delay().await;
         self.fault(location)?;
         self.inner.put_multipart_opts(location, opts).await
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.delay().await;
         self.fault(location)?;
         self.inner.get_opts(location, options).await
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.delay().await;
         self.fault(location)?;
         self.inner.get_ranges(location, ranges).await
     }
@@ -344,7 +379,7 @@ impl ObjectStore for FaultyStore {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         match self.fault(&prefix.cloned().unwrap_or_default()) {
-            Ok(()) => self.inner.list(prefix),
+            Ok(()) => delayed(self.latency, self.inner.list(prefix)),
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         }
     }
@@ -355,22 +390,25 @@ impl ObjectStore for FaultyStore {
         offset: &Path,
     ) -> BoxStream<'static, Result<ObjectMeta>> {
         match self.fault(&prefix.cloned().unwrap_or_default()) {
-            Ok(()) => self.inner.list_with_offset(prefix, offset),
+            Ok(()) => delayed(self.latency, self.inner.list_with_offset(prefix, offset)),
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         }
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.delay().await;
         self.fault(&prefix.cloned().unwrap_or_default())?;
         self.inner.list_with_delimiter(prefix).await
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.delay().await;
         self.fault(from)?;
         self.inner.copy_opts(from, to, options).await
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.delay().await;
         self.fault(from)?;
         self.inner.rename_opts(from, to, options).await
     }

@@ -194,3 +194,48 @@ fn commits_written_by_rust_agree_with_json_schema() {
     let unknown: Value = serde_json::json!({"version": 1, "actions": [{"add_mystery": {}}]});
     assert!(!commit_schema.is_valid(&unknown));
 }
+
+/// The teacher parameters `must-ds label` reads: the schema and
+/// `TeacherParams` accept and refuse the same values.
+#[test]
+fn teacher_params_agree_with_json_schema() {
+    let v = validator("task.schema.json");
+    let with = |params: &str| {
+        format!(
+            r#"{{"name":"c","kind":"classification","num_classes":3,"encoding":"topk","teacher":{{"name":"m","checkpoint":"sha256:00","params":{params}}}}}"#
+        )
+    };
+    let good = [
+        r#"{}"#,
+        r#"{"input_size":64,"resize":"letterbox","temperature":2,"top_k":3}"#,
+        r#"{"input_size":[64,32],"mean":[0.5,0.5,0.5],"std":[0.2,0.2,0.2],"output":"probs"}"#,
+        r#"{"confidence_ignore_below":0.4,"extra":"kept"}"#,
+    ];
+    for g in good {
+        let text = with(g);
+        assert!(
+            v.is_valid(&serde_json::from_str::<Value>(&text).unwrap()),
+            "schema refuses {g}"
+        );
+        must_ds::teacher::TeacherParams::from_task(&task(&text))
+            .unwrap_or_else(|e| panic!("{g}: {e}"));
+    }
+    let bad = [
+        r#"{"resize":"crop"}"#,
+        r#"{"temperature":0}"#,
+        r#"{"input_size":[64]}"#,
+        r#"{"std":[0.2,0.2]}"#,
+        r#"{"output":"scores"}"#,
+    ];
+    for b in bad {
+        let text = with(b);
+        assert!(
+            !v.is_valid(&serde_json::from_str::<Value>(&text).unwrap()),
+            "schema accepts {b}"
+        );
+        assert!(
+            must_ds::teacher::TeacherParams::from_task(&task(&text)).is_err(),
+            "Rust accepts {b}"
+        );
+    }
+}
