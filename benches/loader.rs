@@ -16,6 +16,17 @@ use must_ds::Dataset;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// One epoch of the four demo tasks (defaults: batch 32, 384×384, augmentation on).
+fn epoch(mut b: LoaderBuilder) {
+    for t in must_ds::cli::demo::demo_tasks() {
+        b = b.task(&t.name, false);
+    }
+    let mut l = b.build().unwrap();
+    while let Some(batch) = l.next() {
+        l.recycle(batch.unwrap());
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let jpeg = include_bytes!("../data/photos/chelsea.jpg");
     let mut g = c.benchmark_group("loader");
@@ -43,16 +54,7 @@ fn bench(c: &mut Criterion) {
     let root = root.to_str().unwrap().to_owned();
     g.throughput(Throughput::Elements(672));
     g.bench_function("epoch_700_images_b32_384_4_tasks_2_workers", |b| {
-        b.iter(|| {
-            let mut b = LoaderBuilder::open(&root, None).workers(2);
-            for t in must_ds::cli::demo::demo_tasks() {
-                b = b.task(&t.name, false);
-            }
-            let mut l = b.build().unwrap();
-            while let Some(batch) = l.next() {
-                l.recycle(batch.unwrap());
-            }
-        })
+        b.iter(|| epoch(LoaderBuilder::open(&root, None).workers(2)))
     });
     g.finish();
     latency(c);
@@ -95,16 +97,11 @@ fn latency(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.iter(|| {
-                let mut b = LoaderBuilder::new(ds.clone())
-                    .workers(2)
-                    .requests_in_flight(inflight);
-                for t in must_ds::cli::demo::demo_tasks() {
-                    b = b.task(&t.name, false);
-                }
-                let mut l = b.build().unwrap();
-                while let Some(batch) = l.next() {
-                    l.recycle(batch.unwrap());
-                }
+                epoch(
+                    LoaderBuilder::new(ds.clone())
+                        .workers(2)
+                        .requests_in_flight(inflight),
+                )
             })
         });
     }
