@@ -646,7 +646,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                 worker,
             };
             let mut ds = rt.block_on(Dataset::open(&root))?;
-            let bar = audit::bar(0, "images");
+            let bar = audit::bar(0, "images ({per_sec})");
             let report =
                 crate::teacher::label(rt.handle(), &mut ds, &job, (!json).then_some(&bar))?;
             bar.finish_and_clear();
