@@ -210,14 +210,6 @@ fn stats_match_known_distributions() {
     );
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    for (rel, bytes) in util::tree(from) {
-        let p = to.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
-    }
-}
-
 /// Runs validate on a broken copy: it fails and names every needle.
 fn finds(dir: &Path, needles: &[&str]) -> Value {
     let out = util::must(&["validate", dir.to_str().unwrap()]);
@@ -279,7 +271,7 @@ fn validate_finds_every_planted_fault_with_its_location() {
     let ids0 = rt.block_on(ds.read_image_ids(0)).unwrap();
     let fresh = || {
         let d = tempfile::tempdir().unwrap();
-        copy_dir(base.path(), d.path());
+        util::copy_dir(base.path(), d.path());
         d
     };
 

@@ -344,3 +344,99 @@ fn broken_teachers_fail_naming_the_shard_and_commit_nothing() {
             || std::fs::read_dir(root.join("labels/bad")).unwrap().count() == 0
     );
 }
+
+/// `label` killed with SIGKILL at random moments, then run again, finishes
+/// every shard exactly once and leaves a valid dataset.
+#[test]
+fn a_killed_label_run_restarted_finishes_the_rest() {
+    use rand::{Rng, SeedableRng};
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let models = teachers(dir.path());
+    let seg = models.join("seg.pt");
+    let seg = seg.to_str().unwrap();
+    let template = dir.path().join("template");
+    must_ds::cli::demo::build(&template, 210).unwrap(); // 3 shards
+    let t = template.to_str().unwrap();
+    must_ok(&[
+        "task",
+        "define",
+        t,
+        "--name",
+        "t-seg",
+        "--kind",
+        "segmentation",
+        "--num-classes",
+        "3",
+        "--model",
+        seg,
+        "--param",
+        "input_size=64",
+    ]);
+    let run = |root: &str| {
+        std::process::Command::new(util::bin())
+            .args([
+                "label", root, "--task", "t-seg", "--model", seg, "--batch", "8", "--json",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let copy = |to: &Path| util::copy_dir(&template, to);
+    // Time uninterrupted runs: the faster of two (the first pays for cold caches).
+    let mut full = std::time::Duration::MAX;
+    for k in 0..2 {
+        let scratch = dir.path().join(format!("scratch{k}"));
+        copy(&scratch);
+        let t0 = Instant::now();
+        assert!(run(scratch.to_str().unwrap()).wait().unwrap().success());
+        full = full.min(t0.elapsed());
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (mut interrupted, mut partial) = (0, 0);
+    for round in 0..4 {
+        let root = dir.path().join(format!("r{round}"));
+        copy(&root);
+        let r = root.to_str().unwrap();
+        let mut child = run(r);
+        std::thread::sleep(full.mul_f64(rng.random_range(0.2..0.9)));
+        let _ = child.kill();
+        let _ = child.wait();
+        let rt = util::rt();
+        let seg_shards = |ds: &Dataset| -> Vec<u64> {
+            ds.snapshot()
+                .labels
+                .keys()
+                .filter(|k| k.0 == "t-seg")
+                .map(|k| k.1)
+                .collect()
+        };
+        let done = seg_shards(&rt.block_on(Dataset::open(r)).unwrap()).len();
+        interrupted += (done < 3) as usize;
+        if done == 3 {
+            // The run outpaced the kill: aim the next ones earlier.
+            full /= 2;
+        }
+        partial += (done > 0 && done < 3) as usize;
+        assert!(
+            util::must(&["validate", r, "--no-decode"]).status.success(),
+            "round {round}"
+        );
+        assert!(run(r).wait().unwrap().success(), "round {round}");
+        let ds = rt.block_on(Dataset::open(r)).unwrap();
+        assert_eq!(
+            seg_shards(&ds),
+            vec![0, 1, 2],
+            "round {round}: every shard once"
+        );
+        assert!(
+            util::must(&["validate", r]).status.success(),
+            "round {round}"
+        );
+    }
+    assert!(
+        interrupted > 0,
+        "no kill landed inside a run ({partial} between shards)"
+    );
+}

@@ -157,3 +157,12 @@ pub fn with_demo_tasks(mut b: must_ds::loader::LoaderBuilder) -> must_ds::loader
     }
     b
 }
+
+/// Copies a folder tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for (rel, bytes) in tree(from) {
+        let p = to.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+}
