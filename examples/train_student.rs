@@ -13,6 +13,12 @@ use std::time::Instant;
 
 use must_ds::format::TaskKind;
 use must_ds::loader::{Batch, ImageOutput, LoaderBuilder, TaskData};
+
+/// ImageNet mean and standard deviation, applied on the device.
+const NORMALIZE: ([f32; 3], [f32; 3]) = match ImageOutput::IMAGENET {
+    ImageOutput::F32 { mean, std } => (mean, std),
+    ImageOutput::U8 => ([0.0; 3], [1.0; 3]),
+};
 use must_ds::Dataset;
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
@@ -99,7 +105,8 @@ fn losses(
                     / &n
             }
             TaskKind::Segmentation { ignore_index, .. } => {
-                let logits = y.upsample_bilinear2d([SIZE, SIZE].as_slice(), false, None, None);
+                // Masks come at the feature map's resolution (label_stride), no upsampling.
+                let logits = y;
                 let mask = t[&format!("{name}.mask")].shallow_clone();
                 // Absent samples are all ignore_index already; the loss averages labeled pixels.
                 let labeled = mask
@@ -115,7 +122,7 @@ fn losses(
                 ) / labeled
             }
             TaskKind::Depth { .. } => {
-                let pred = y.upsample_bilinear2d([SIZE, SIZE].as_slice(), false, None, None);
+                let pred = y;
                 let valid = t[&format!("{name}.valid")].to_kind(Kind::Float);
                 let l1 = (pred - &t[&format!("{name}.depth")]).abs() * &valid;
                 l1.sum(Kind::Float) / valid.sum(Kind::Float).clamp_min(1.0)
@@ -177,23 +184,24 @@ fn main() {
     let vs = nn::VarStore::new(device);
     let model = Student::new(&vs.root(), &tasks);
     let mut opt = nn::Adam::default().build(&vs, 2e-3).expect("optimizer");
-    let (mut step, mut epoch) = (0, 0);
+    let mut step = 0;
     let mut history: Vec<f64> = vec![];
     let t0 = Instant::now();
-    'train: loop {
-        let mut b = LoaderBuilder::new(ds.clone())
-            .batch_size(16)
-            .output_size(SIZE as u32, SIZE as u32)
-            .image_output(ImageOutput::IMAGENET)
-            .epoch(epoch)
-            .seed(1);
-        for (name, _) in &tasks {
-            b = b.task(name, false);
-        }
-        let mut loader = b.build().expect("loader");
+    // Compact u8 images normalized on the device; masks and depth at the
+    // feature map's resolution; epochs one after the other, pipeline full.
+    let mut b = LoaderBuilder::new(ds.clone())
+        .batch_size(16)
+        .output_size(SIZE as u32, SIZE as u32)
+        .label_stride(STRIDE as u32)
+        .seed(1);
+    for (name, _) in &tasks {
+        b = b.task(name, false);
+    }
+    let mut loader = b.epochs(0..u64::MAX).expect("loader");
+    {
         while let Some(batch) = loader.next() {
             let batch = batch.expect("batch");
-            let t = must_ds::torch::to_tensors(&batch, device);
+            let t = must_ds::torch::to_tensors_with(&batch, device, Some(NORMALIZE));
             let l = losses(&model, &t, &batch, device);
             let total = l
                 .values()
@@ -214,10 +222,9 @@ fn main() {
             loader.recycle(batch);
             step += 1;
             if step >= steps {
-                break 'train;
+                break;
             }
         }
-        epoch += 1;
     }
     let w = (steps / 10).max(1);
     let first: f64 = history[..w].iter().sum::<f64>() / w as f64;

@@ -10,19 +10,42 @@ use std::collections::BTreeMap;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::loader::{Batch, Images, TaskData};
+use crate::loader::{Batch, Images, Mask, TaskData};
 
 /// The batch's fields as tensors on `device`, named as in FORMAT.md section 5:
 /// `images`, `padding`, and per task `<task>.present` plus
 /// `<task>.probs` (classification), `<task>.boxes`, `<task>.classes`,
 /// `<task>.scores`, `<task>.valid` (detection), `<task>.mask`
-/// (segmentation), `<task>.depth`, `<task>.valid` (depth).
+/// (segmentation, i64), `<task>.depth` (f32, 0 where invalid) and
+/// `<task>.valid` (depth). The host buffers are copied as they are (u8 or
+/// u16 masks, f16 depth) and widened on the device, after the copy.
 pub fn to_tensors(batch: &Batch, device: Device) -> BTreeMap<String, Tensor> {
+    to_tensors_with(batch, device, None)
+}
+
+/// [`to_tensors`] with u8 images turned on the device into f32
+/// `(x / 255 − mean) / std` per channel when `normalize` is given.
+pub fn to_tensors_with(
+    batch: &Batch,
+    device: Device,
+    normalize: Option<([f32; 3], [f32; 3])>,
+) -> BTreeMap<String, Tensor> {
     let b = batch.batch_size as i64;
     let (h, w) = (batch.height as i64, batch.width as i64);
+    let (lh, lw) = (batch.label_height as i64, batch.label_width as i64);
     let mut out = BTreeMap::new();
     let images = match &batch.images {
-        Images::U8(v) => put(v, &[b, 3, h, w], device),
+        Images::U8(v) => {
+            let t = put(v, &[b, 3, h, w], device);
+            match normalize {
+                Some((mean, std)) => {
+                    let m = Tensor::from_slice(&mean).to_device(device).view([1, 3, 1, 1]);
+                    let s = Tensor::from_slice(&std).to_device(device).view([1, 3, 1, 1]);
+                    (t.to_kind(Kind::Float) / 255.0 - m) / s
+                }
+                None => t,
+            }
+        }
         Images::F32(v) => put(v, &[b, 3, h, w], device),
     };
     out.insert("images".to_owned(), images);
@@ -48,11 +71,21 @@ pub fn to_tensors(batch: &Batch, device: Device) -> BTreeMap<String, Tensor> {
                 out.insert(key("valid"), put(valid, &[b, n], device));
             }
             TaskData::Segmentation { mask, .. } => {
-                out.insert(key("mask"), put(mask, &[b, h, w], device));
+                let m = match mask {
+                    Mask::U8(v) => put(v, &[b, lh, lw], device).to_kind(Kind::Int64),
+                    // u16 travels as i16 bits; the mask restores 0..=65535.
+                    Mask::U16(v) => {
+                        put(v, &[b, lh, lw], device).to_kind(Kind::Int64).bitwise_and(0xFFFF)
+                    }
+                };
+                out.insert(key("mask"), m);
             }
-            TaskData::Depth { depth, valid } => {
-                out.insert(key("depth"), put(depth, &[b, 1, h, w], device));
-                out.insert(key("valid"), put(valid, &[b, 1, h, w], device));
+            TaskData::Depth { depth } => {
+                let d = put(depth, &[b, 1, lh, lw], device);
+                let valid = d.isfinite();
+                let d = d.to_kind(Kind::Float).nan_to_num(0.0, 0.0, 0.0);
+                out.insert(key("depth"), d);
+                out.insert(key("valid"), valid);
             }
         }
     }
@@ -76,6 +109,12 @@ impl Plain for i64 {
 impl Plain for f32 {
     const KIND: Kind = Kind::Float;
 }
+impl Plain for u16 {
+    const KIND: Kind = Kind::Int16;
+}
+impl Plain for half::f16 {
+    const KIND: Kind = Kind::Half;
+}
 
 /// One copy into a (pinned, on CUDA) host tensor, then a non-blocking copy
 /// to the device.
@@ -95,7 +134,8 @@ pub fn put<T: Plain>(data: &[T], shape: &[i64], device: Device) -> Tensor {
     };
     if !data.is_empty() {
         // SAFETY: `host` is a fresh contiguous tensor of `data.len()` elements
-        // of T's layout (u8, bool as one byte, i64, f32), not shared yet.
+        // of T's layout (u8, bool as one byte, u16 as i16 bits, f16, i64,
+        // f32), not shared yet.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 data.as_ptr() as *const u8,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::loader::{augment, ImageOutput, LoaderBuilder};
+use crate::loader::{augment, ImageOutput, LabelOptions, LoaderBuilder, MetricsSnapshot, MissingMass};
 use crate::Dataset;
 
 /// What to measure.
@@ -21,6 +21,9 @@ pub(crate) struct BenchArgs {
     pub f32: bool,
     pub no_augment: bool,
     pub decode_only: bool,
+    pub label_stride: u32,
+    pub min_confidence: f32,
+    pub per_task: bool,
     pub json: bool,
 }
 
@@ -92,43 +95,38 @@ pub(crate) fn run(
     } else {
         a.tasks.clone()
     };
-    let mut epochs = vec![];
-    let mut last = None;
-    for epoch in 0..a.epochs {
-        let mut b = LoaderBuilder::new(ds.clone())
-            .batch_size(a.batch_size)
-            .output_size(a.size, a.size)
-            .workers(a.workers)
-            .augment(!a.no_augment)
-            .epoch(epoch);
-        if a.f32 {
-            b = b.image_output(ImageOutput::IMAGENET);
-        }
-        for t in &tasks {
-            b = b.task(t, false);
-        }
-        let t0 = Instant::now();
-        let mut loader = b.build().context("starting the loader")?;
-        let mut samples = 0u64;
-        while let Some(batch) = loader.next() {
-            let batch = batch?;
-            samples += batch.real() as u64;
-            loader.recycle(batch);
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        epochs.push((samples, secs));
-        last = Some(loader.metrics());
-    }
-    // Peak memory of the loader, before the comparison holds every image in memory.
+    let (samples, secs, m) = epochs(&ds, &a, &tasks)?;
+    // Peak memory of the loader, before the comparisons hold data in memory.
     let rss = peak_rss();
+    let opts = label_options(&a);
+    let refs: Vec<&str> = tasks.iter().map(String::as_str).collect();
+    let (read_rows, read_s) = crate::loader::read_alone(&ds, &refs, &opts, a.workers)?;
     let (n_dec, t_dec) = decode_alone(&ds, rt, a.workers)?;
     let decode_rate = n_dec as f64 / t_dec;
-    let m = last.unwrap_or_default();
-    let (samples, secs) = epochs
-        .iter()
-        .fold((0, 0.0), |acc, e| (acc.0 + e.0, acc.1 + e.1));
+    let read_rate = read_rows as f64 / read_s;
     let rate = samples as f64 / secs;
     let overhead = decode_rate / rate - 1.0;
+    // The floor: decoding the images plus reading the labels, one after the other.
+    let floor_rate = 1.0 / (1.0 / decode_rate + 1.0 / read_rate);
+    let over_floor = floor_rate / rate - 1.0;
+    let mut per_task = vec![];
+    if a.per_task {
+        for t in &tasks {
+            let one = vec![t.clone()];
+            let single = BenchArgs {
+                epochs: 1,
+                ..a.clone_args()
+            };
+            let (n, s, _) = epochs(&ds, &single, &one)?;
+            let (rr, rs) = crate::loader::read_alone(&ds, &[t.as_str()], &opts, a.workers)?;
+            let r = n as f64 / s;
+            let floor = 1.0 / (1.0 / decode_rate + s_per(rr, rs));
+            per_task.push(json!({
+                "task": t, "samples_per_s": r, "read_rows_per_s": rr as f64 / rs,
+                "floor_samples_per_s": floor, "overhead_vs_floor": floor / r - 1.0,
+            }));
+        }
+    }
     if a.json {
         writeln!(
             out,
@@ -136,21 +134,27 @@ pub(crate) fn run(
             json!({
                 "samples": samples, "seconds": secs, "samples_per_s": rate,
                 "decode_images_per_s": decode_rate,
+                "read_rows_per_s": read_rate,
+                "floor_samples_per_s": floor_rate,
                 "overhead_vs_decode": overhead,
+                "overhead_vs_floor": over_floor,
                 "peak_rss_bytes": rss,
                 "batch_size": a.batch_size, "size": a.size, "workers": a.workers, "tasks": tasks,
+                "label_stride": a.label_stride,
                 "last_epoch": m,
+                "per_task": per_task,
             })
         )?;
         return Ok(());
     }
     writeln!(
         out,
-        "{} epoch(s), {samples} samples, batch {}, {}×{}, tasks {}, {} workers",
+        "{} epoch(s), {samples} samples, batch {}, {}×{}, label stride {}, tasks {}, {} workers",
         a.epochs,
         a.batch_size,
         a.size,
         a.size,
+        a.label_stride,
         tasks.join(","),
         a.workers
     )?;
@@ -161,7 +165,12 @@ pub(crate) fn run(
     )?;
     writeln!(
         out,
-        "pipeline cost: {:+.1} % over decoding alone",
+        "read alone:    {read_rate:.0} rows/s (fetch, decompress, parse and check the columns the epoch reads, same threads)"
+    )?;
+    writeln!(
+        out,
+        "floor:         {floor_rate:.0} samples/s (decode + read); the loader costs {:+.1} % over it, {:+.1} % over decoding alone",
+        over_floor * 100.0,
         overhead * 100.0
     )?;
     writeln!(
@@ -169,7 +178,72 @@ pub(crate) fn run(
         "peak RSS:      {:.0} MiB (the loader's epochs)",
         rss as f64 / 1048576.0
     )?;
-    writeln!(out, "last epoch, thread-seconds: fetch {:.2} (in flight), decode {:.2}, augment {:.2}, collate {:.2}; caller waited {:.2} s",
-        m.fetch_s, m.decode_s, m.augment_s, m.collate_s, m.wait_s)?;
+    writeln!(out, "last epoch, thread-seconds: fetch {:.2} (in flight), read {:.2}, decode {:.2}, augment {:.2}, collate {:.2}; caller waited {:.2} s",
+        m.fetch_s, m.read_s, m.decode_s, m.augment_s, m.collate_s, m.wait_s)?;
+    for p in &per_task {
+        writeln!(
+            out,
+            "task {:<20} {:>6.0} samples/s, floor {:>6.0}, {:+.1} % over it",
+            p["task"].as_str().unwrap_or_default(),
+            p["samples_per_s"].as_f64().unwrap_or(0.0),
+            p["floor_samples_per_s"].as_f64().unwrap_or(0.0),
+            p["overhead_vs_floor"].as_f64().unwrap_or(0.0) * 100.0
+        )?;
+    }
     Ok(())
+}
+
+fn s_per(rows: u64, secs: f64) -> f64 {
+    secs / rows.max(1) as f64
+}
+
+fn label_options(a: &BenchArgs) -> LabelOptions {
+    LabelOptions {
+        min_score: 0.0,
+        min_confidence: a.min_confidence,
+        missing_mass: MissingMass::Spread,
+        max_boxes: None,
+        min_box_size: 1.0,
+    }
+}
+
+impl BenchArgs {
+    fn clone_args(&self) -> BenchArgs {
+        BenchArgs {
+            root: self.root.clone(),
+            tasks: self.tasks.clone(),
+            ..*self
+        }
+    }
+}
+
+/// Runs `a.epochs` epochs of the loader over `tasks`: (samples, seconds, the
+/// last epoch's metrics).
+fn epochs(
+    ds: &Dataset,
+    a: &BenchArgs,
+    tasks: &[String],
+) -> anyhow::Result<(u64, f64, MetricsSnapshot)> {
+    let mut b = LoaderBuilder::new(ds.clone())
+        .batch_size(a.batch_size)
+        .output_size(a.size, a.size)
+        .label_stride(a.label_stride)
+        .min_confidence(a.min_confidence)
+        .workers(a.workers)
+        .augment(!a.no_augment);
+    if a.f32 {
+        b = b.image_output(ImageOutput::IMAGENET);
+    }
+    for t in tasks {
+        b = b.task(t, false);
+    }
+    let t0 = Instant::now();
+    let mut loader = b.epochs(0..a.epochs).context("starting the loader")?;
+    let mut samples = 0u64;
+    while let Some(batch) = loader.next() {
+        let batch = batch?;
+        samples += batch.real() as u64;
+        loader.recycle(batch);
+    }
+    Ok((samples, t0.elapsed().as_secs_f64(), loader.metrics()))
 }

@@ -279,15 +279,28 @@ pub fn blob_teacher(img: &RgbImage, min_score: f32) -> Label {
     })
 }
 
+/// The image at 1/`div` of its size (itself at 1).
+fn reduced(img: &RgbImage, div: u32) -> std::borrow::Cow<'_, RgbImage> {
+    if div <= 1 {
+        return std::borrow::Cow::Borrowed(img);
+    }
+    std::borrow::Cow::Owned(imageops::resize(
+        img,
+        (img.width() / div).max(1),
+        (img.height() / div).max(1),
+        imageops::FilterType::Triangle,
+    ))
+}
+
 /// Demonstration segmenter: luminance quartile bands at 1/4 resolution, with
 /// a confidence that falls near band edges.
 pub fn luma_teacher(img: &RgbImage) -> Label {
-    let small = imageops::resize(
-        img,
-        (img.width() / 4).max(1),
-        (img.height() / 4).max(1),
-        imageops::FilterType::Triangle,
-    );
+    luma_teacher_at(img, 4)
+}
+
+/// [`luma_teacher`] at 1/`div` of the image's resolution (1: full).
+pub fn luma_teacher_at(img: &RgbImage, div: u32) -> Label {
+    let small = reduced(img, div);
     let (w, h) = small.dimensions();
     let mut mask = Vec::with_capacity((w * h) as usize);
     let mut conf = Vec::with_capacity((w * h) as usize);
@@ -304,12 +317,12 @@ pub fn luma_teacher(img: &RgbImage) -> Label {
 /// Demonstration depth: inverse depth grows toward the bottom of the frame,
 /// modulated by luminance, at 1/8 resolution.
 pub fn depth_teacher(img: &RgbImage) -> Label {
-    let small = imageops::resize(
-        img,
-        (img.width() / 8).max(1),
-        (img.height() / 8).max(1),
-        imageops::FilterType::Triangle,
-    );
+    depth_teacher_at(img, 8)
+}
+
+/// [`depth_teacher`] at 1/`div` of the image's resolution (1: full).
+pub fn depth_teacher_at(img: &RgbImage, div: u32) -> Label {
+    let small = reduced(img, div);
     let (w, h) = small.dimensions();
     let values: Vec<f32> = small
         .enumerate_pixels()
@@ -320,6 +333,13 @@ pub fn depth_teacher(img: &RgbImage) -> Label {
 
 /// Labels image shard `shard` of `ds` for the four demo tasks and commits the files.
 pub async fn label_shard(ds: &Dataset, shard: u64) -> anyhow::Result<()> {
+    label_shard_maps(ds, shard, false).await
+}
+
+/// [`label_shard`], with masks and depth at the images' full resolution
+/// when `full_res` (else at 1/4 and 1/8).
+pub async fn label_shard_maps(ds: &Dataset, shard: u64, full_res: bool) -> anyhow::Result<()> {
+    let (seg_div, depth_div) = if full_res { (1, 1) } else { (4, 8) };
     let tasks = demo_tasks();
     let mut writers = Vec::new();
     for t in &tasks {
@@ -346,8 +366,8 @@ pub async fn label_shard(ds: &Dataset, shard: u64) -> anyhow::Result<()> {
                         [
                             hue_teacher(&img),
                             blob_teacher(&img, 0.2),
-                            luma_teacher(&img),
-                            depth_teacher(&img),
+                            luma_teacher_at(&img, seg_div),
+                            depth_teacher_at(&img, depth_div),
                         ],
                     ))
                 })
@@ -371,13 +391,19 @@ pub async fn label_shard(ds: &Dataset, shard: u64) -> anyhow::Result<()> {
 /// Builds the demo dataset at `dir` with about `images` images (a multiple
 /// of the 7 bundled photos), on a runtime of its own.
 pub fn build(dir: &Path, images: usize) -> anyhow::Result<()> {
+    build_with(dir, images, false)
+}
+
+/// [`build`], with masks and depth at full resolution when `full_res_maps`.
+pub fn build_with(dir: &Path, images: usize, full_res_maps: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
-    run(dir, images, &rt, &mut std::io::sink())
+    run(dir, images, full_res_maps, &rt, &mut std::io::sink())
 }
 
 pub(crate) fn run(
     dir: &Path,
     images: usize,
+    full_res_maps: bool,
     rt: &tokio::runtime::Runtime,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
@@ -446,7 +472,7 @@ pub(crate) fn run(
             .iter()
             .map(|&s| {
                 let ds = ds.clone();
-                tokio::spawn(async move { label_shard(&ds, s).await })
+                tokio::spawn(async move { label_shard_maps(&ds, s, full_res_maps).await })
             })
             .collect();
         for j in jobs {

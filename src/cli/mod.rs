@@ -285,6 +285,16 @@ enum Command {
         /// Only decode the images, no loader.
         #[arg(long)]
         decode_only: bool,
+        /// Dense labels at 1/N of the output size (1, 2, 4 or 8).
+        #[arg(long, default_value_t = 1)]
+        label_stride: u32,
+        /// Segmentation pixels under this confidence become ignore_index
+        /// (reads the confidence column when above 0).
+        #[arg(long, default_value_t = 0.0)]
+        min_confidence: f32,
+        /// Also run each task alone and report it against its floor.
+        #[arg(long)]
+        per_task: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -299,6 +309,11 @@ enum Command {
         /// Images to make (crops and flips of the 7 bundled photos; default 336).
         #[arg(long, default_value_t = 336)]
         images: usize,
+        /// Segmentation masks (with confidence) and depth maps at the image's
+        /// full resolution, as teachers that upsample their logits write
+        /// them (default: masks at 1/4 and depth at 1/8 of the image).
+        #[arg(long)]
+        full_res_maps: bool,
     },
 }
 
@@ -676,6 +691,9 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
             f32,
             no_augment,
             decode_only,
+            label_stride,
+            min_confidence,
+            per_task,
             json,
         } => bench::run(
             bench::BenchArgs {
@@ -689,12 +707,19 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                 f32,
                 no_augment,
                 decode_only,
+                label_stride,
+                min_confidence,
+                per_task,
                 json,
             },
             rt,
             &mut out,
         )?,
-        Command::Demo { dir, images } => demo::run(&dir, images, rt, &mut out)?,
+        Command::Demo {
+            dir,
+            images,
+            full_res_maps,
+        } => demo::run(&dir, images, full_res_maps, rt, &mut out)?,
     }
     Ok(0)
 }

@@ -11,7 +11,7 @@ use arrow_array::types::{Float32Type, UInt32Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::DataType;
 
-use crate::codec::{ClassLabel, DepthMap, Detections, Label, SegMap};
+use crate::codec::{ClassLabel, Label, LabelRef};
 use crate::error::{Error, Location, Result};
 use crate::format::{label_schema, logical_type_name, ClassEncoding, TaskDef, TaskKind};
 
@@ -126,171 +126,232 @@ pub fn batch_to_labels(
     loc: &Location,
     row_offset: usize,
 ) -> Result<(Vec<String>, Vec<Option<Label>>)> {
-    let schema = label_schema(task, true);
-    let ids_arr = image_ids(batch, loc)?;
-    let ids: Vec<String> = ids_arr
-        .iter()
-        .map(|s| s.unwrap_or_default().to_owned())
+    let cols = LabelColumns::new(task, batch, loc, row_offset)?;
+    let ids: Vec<String> = (0..cols.len())
+        .map(|i| cols.image_id(i).to_owned())
         .collect();
-    let n = batch.num_rows();
-    let at = |i: usize| loc.at(row_offset + i, Some(&ids[i]));
-    let partial = |i: usize, what: &str| Error::value(at(i), format!("row is partly null: {what}"));
-    let mut labels = Vec::with_capacity(n);
-    match &task.kind {
-        TaskKind::Classification {
-            encoding: ClassEncoding::Topk,
-            ..
-        } => {
-            let classes = column(batch, &schema, "classes", loc, true)?.expect("required");
-            let probs = column(batch, &schema, "probs", loc, true)?.expect("required");
-            let (classes, probs) = (classes.as_list::<i32>(), probs.as_list::<i32>());
-            for i in 0..n {
-                match (classes.is_null(i), probs.is_null(i)) {
-                    (true, true) => labels.push(None),
-                    (false, false) => {
-                        let c = classes.value(i);
-                        let p = probs.value(i);
-                        let c = c.as_primitive::<UInt32Type>();
-                        let p = p.as_primitive::<Float32Type>();
-                        if c.null_count() > 0 || p.null_count() > 0 {
-                            return Err(Error::value(at(i), "null inside classes or probs"));
-                        }
-                        labels.push(Some(Label::Classification(ClassLabel::TopK {
-                            classes: c.values().to_vec(),
-                            probs: p.values().to_vec(),
-                        })))
-                    }
-                    _ => return Err(partial(i, "one of classes and probs is null")),
+    let labels = (0..cols.len())
+        .map(|i| Ok(cols.get(i)?.map(|l| l.to_label())))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((ids, labels))
+}
+
+/// The label columns of one task in a record batch, normalized once, read
+/// row by row as borrowed [`LabelRef`]s (no map is copied).
+pub struct LabelColumns {
+    ids: StringArray,
+    loc: Location,
+    row_offset: usize,
+    cols: Cols,
+}
+
+enum Cols {
+    TopK(ArrayRef, ArrayRef),
+    Dense(ArrayRef),
+    Detection(ArrayRef, ArrayRef, ArrayRef),
+    Map {
+        map: ArrayRef,
+        h: ArrayRef,
+        w: ArrayRef,
+        conf: Option<ArrayRef>,
+        what: &'static str,
+    },
+}
+
+/// The values of list row `i` as a slice of its child (`None` for a null
+/// row); an error when the child has nulls in that range.
+fn list_slice<T: arrow_array::ArrowPrimitiveType>(
+    list: &arrow_array::ListArray,
+    i: usize,
+) -> std::result::Result<Option<&[T::Native]>, ()> {
+    if list.is_null(i) {
+        return Ok(None);
+    }
+    let off = list.value_offsets();
+    let (a, b) = (off[i] as usize, off[i + 1] as usize);
+    let child = list.values().as_primitive::<T>();
+    if child.null_count() > 0 && (a..b).any(|k| child.is_null(k)) {
+        return Err(());
+    }
+    Ok(Some(&child.values()[a..b]))
+}
+
+impl LabelColumns {
+    /// Finds and normalizes `task`'s columns in `batch` (types checked;
+    /// `confidence` read when present). `row_offset` is the batch's first
+    /// row in the file, for error locations.
+    pub fn new(
+        task: &TaskDef,
+        batch: &RecordBatch,
+        loc: &Location,
+        row_offset: usize,
+    ) -> Result<Self> {
+        let schema = label_schema(task, true);
+        let ids = image_ids(batch, loc)?;
+        let req = |name: &str| -> Result<ArrayRef> {
+            Ok(column(batch, &schema, name, loc, true)?.expect("required column"))
+        };
+        let cols = match &task.kind {
+            TaskKind::Classification {
+                encoding: ClassEncoding::Topk,
+                ..
+            } => Cols::TopK(req("classes")?, req("probs")?),
+            TaskKind::Classification {
+                encoding: ClassEncoding::Dense,
+                ..
+            } => Cols::Dense(req("probs")?),
+            TaskKind::Detection { .. } => {
+                Cols::Detection(req("boxes")?, req("classes")?, req("scores")?)
+            }
+            TaskKind::Segmentation { .. } => Cols::Map {
+                map: req("mask")?,
+                h: req("mask_height")?,
+                w: req("mask_width")?,
+                conf: column(batch, &schema, "confidence", loc, false)?,
+                what: "mask",
+            },
+            TaskKind::Depth { .. } => Cols::Map {
+                map: req("depth")?,
+                h: req("depth_height")?,
+                w: req("depth_width")?,
+                conf: None,
+                what: "depth",
+            },
+        };
+        Ok(Self {
+            ids,
+            loc: loc.clone(),
+            row_offset,
+            cols,
+        })
+    }
+
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// No rows.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The image id of row `i`.
+    pub fn image_id(&self, i: usize) -> &str {
+        self.ids.value(i)
+    }
+
+    /// Where row `i` is, for errors.
+    pub fn location(&self, i: usize) -> Location {
+        self.loc.at(self.row_offset + i, Some(self.ids.value(i)))
+    }
+
+    /// Row `i`'s label (`None` for a null row); an error for a partly null
+    /// row. Values are not checked here: see [`LabelRef::check`].
+    pub fn get(&self, i: usize) -> Result<Option<LabelRef<'_>>> {
+        let at = || self.location(i);
+        let partial = |what: &str| Error::value(at(), format!("row is partly null: {what}"));
+        match &self.cols {
+            Cols::TopK(c, p) => {
+                let (c, p) = (c.as_list::<i32>(), p.as_list::<i32>());
+                let inner = || Error::value(at(), "null inside classes or probs");
+                match (
+                    list_slice::<UInt32Type>(c, i).map_err(|_| inner())?,
+                    list_slice::<Float32Type>(p, i).map_err(|_| inner())?,
+                ) {
+                    (None, None) => Ok(None),
+                    (Some(classes), Some(probs)) => Ok(Some(LabelRef::TopK { classes, probs })),
+                    _ => Err(partial("one of classes and probs is null")),
                 }
             }
-        }
-        TaskKind::Classification {
-            encoding: ClassEncoding::Dense,
-            ..
-        } => {
-            let probs = column(batch, &schema, "probs", loc, true)?.expect("required");
-            let probs = probs.as_fixed_size_list();
-            for i in 0..n {
-                if probs.is_null(i) {
-                    labels.push(None);
-                    continue;
+            Cols::Dense(p) => {
+                let p = p.as_fixed_size_list();
+                if p.is_null(i) {
+                    return Ok(None);
                 }
-                let p = probs.value(i);
-                let p = p.as_primitive::<Float32Type>();
-                if p.null_count() > 0 {
-                    return Err(Error::value(at(i), "null inside probs"));
+                let n = p.value_length() as usize;
+                let child = p.values().as_primitive::<Float32Type>();
+                let (a, b) = (i * n, (i + 1) * n);
+                if child.null_count() > 0 && (a..b).any(|k| child.is_null(k)) {
+                    return Err(Error::value(at(), "null inside probs"));
                 }
-                labels.push(Some(Label::Classification(ClassLabel::Dense(
-                    p.values().to_vec(),
-                ))));
+                Ok(Some(LabelRef::Dense(&child.values()[a..b])))
             }
-        }
-        TaskKind::Detection { .. } => {
-            let boxes = column(batch, &schema, "boxes", loc, true)?.expect("required");
-            let classes = column(batch, &schema, "classes", loc, true)?.expect("required");
-            let scores = column(batch, &schema, "scores", loc, true)?.expect("required");
-            let (boxes, classes, scores) = (
-                boxes.as_list::<i32>(),
-                classes.as_list::<i32>(),
-                scores.as_list::<i32>(),
-            );
-            for i in 0..n {
-                let nulls = [boxes.is_null(i), classes.is_null(i), scores.is_null(i)];
+            Cols::Detection(boxes, classes, scores) => {
+                let (bx, c, s) = (
+                    boxes.as_list::<i32>(),
+                    classes.as_list::<i32>(),
+                    scores.as_list::<i32>(),
+                );
+                let nulls = [bx.is_null(i), c.is_null(i), s.is_null(i)];
                 if nulls.iter().all(|x| *x) {
-                    labels.push(None);
-                    continue;
+                    return Ok(None);
                 }
                 if nulls.iter().any(|x| *x) {
-                    return Err(partial(i, "some of boxes, classes and scores are null"));
+                    return Err(partial("some of boxes, classes and scores are null"));
                 }
-                let b = boxes.value(i);
-                let b = b.as_fixed_size_list();
-                let flat = b.values().as_primitive::<Float32Type>();
-                let c = classes.value(i);
-                let c = c.as_primitive::<UInt32Type>();
-                let s = scores.value(i);
-                let s = s.as_primitive::<Float32Type>();
-                if b.null_count() > 0
-                    || flat.null_count() > 0
-                    || c.null_count() > 0
-                    || s.null_count() > 0
+                let inner = || Error::value(at(), "null inside boxes, classes or scores");
+                let off = bx.value_offsets();
+                let (a, b) = (off[i] as usize, off[i + 1] as usize);
+                let fsl = bx.values().as_fixed_size_list();
+                let flat = fsl.values().as_primitive::<Float32Type>();
+                if (fsl.null_count() > 0 && (a..b).any(|k| fsl.is_null(k)))
+                    || (flat.null_count() > 0 && (4 * a..4 * b).any(|k| flat.is_null(k)))
                 {
-                    return Err(Error::value(at(i), "null inside boxes, classes or scores"));
+                    return Err(inner());
                 }
-                // A sliced fixed-size list slices its child too: box j is values[4j..4j+4].
-                let vals = &flat.values()[..];
-                let boxes_v: Vec<[f32; 4]> = vals
-                    .chunks_exact(4)
-                    .take(b.len())
-                    .map(|q| [q[0], q[1], q[2], q[3]])
-                    .collect();
-                labels.push(Some(Label::Detection(Detections {
-                    boxes: boxes_v,
-                    classes: c.values().to_vec(),
-                    scores: s.values().to_vec(),
-                })));
+                let classes = list_slice::<UInt32Type>(c, i)
+                    .map_err(|_| inner())?
+                    .unwrap_or_default();
+                let scores = list_slice::<Float32Type>(s, i)
+                    .map_err(|_| inner())?
+                    .unwrap_or_default();
+                Ok(Some(LabelRef::Detection {
+                    boxes: &flat.values()[4 * a..4 * b],
+                    classes,
+                    scores,
+                }))
             }
-        }
-        TaskKind::Segmentation { .. } => {
-            let mask = column(batch, &schema, "mask", loc, true)?.expect("required");
-            let h = column(batch, &schema, "mask_height", loc, true)?.expect("required");
-            let w = column(batch, &schema, "mask_width", loc, true)?.expect("required");
-            let conf = column(batch, &schema, "confidence", loc, false)?;
-            let (mask, h, w) = (
-                mask.as_binary::<i32>(),
-                h.as_primitive::<UInt32Type>(),
-                w.as_primitive::<UInt32Type>(),
-            );
-            let conf = conf.as_ref().map(|c| c.as_binary::<i32>());
-            for i in 0..n {
-                if mask.is_null(i) {
-                    labels.push(None);
-                    continue;
+            Cols::Map {
+                map,
+                h,
+                w,
+                conf,
+                what,
+            } => {
+                let map = map.as_binary::<i32>();
+                if map.is_null(i) {
+                    return Ok(None);
                 }
+                let (h, w) = (h.as_primitive::<UInt32Type>(), w.as_primitive::<UInt32Type>());
                 if h.is_null(i) || w.is_null(i) {
-                    return Err(partial(
-                        i,
-                        "mask is set but mask_height or mask_width is null",
-                    ));
+                    return Err(partial(&format!(
+                        "{what} is set but {what}_height or {what}_width is null"
+                    )));
                 }
-                let confidence = conf.filter(|c| !c.is_null(i)).map(|c| c.value(i).to_vec());
-                labels.push(Some(Label::Segmentation(SegMap {
-                    height: h.value(i),
-                    width: w.value(i),
-                    mask: mask.value(i).to_vec(),
-                    confidence,
-                })));
-            }
-        }
-        TaskKind::Depth { .. } => {
-            let depth = column(batch, &schema, "depth", loc, true)?.expect("required");
-            let h = column(batch, &schema, "depth_height", loc, true)?.expect("required");
-            let w = column(batch, &schema, "depth_width", loc, true)?.expect("required");
-            let (depth, h, w) = (
-                depth.as_binary::<i32>(),
-                h.as_primitive::<UInt32Type>(),
-                w.as_primitive::<UInt32Type>(),
-            );
-            for i in 0..n {
-                if depth.is_null(i) {
-                    labels.push(None);
-                    continue;
-                }
-                if h.is_null(i) || w.is_null(i) {
-                    return Err(partial(
-                        i,
-                        "depth is set but depth_height or depth_width is null",
-                    ));
-                }
-                labels.push(Some(Label::Depth(DepthMap {
-                    height: h.value(i),
-                    width: w.value(i),
-                    depth: depth.value(i).to_vec(),
-                })));
+                let (height, width) = (h.value(i), w.value(i));
+                Ok(Some(if *what == "depth" {
+                    LabelRef::Depth {
+                        height,
+                        width,
+                        depth: map.value(i),
+                    }
+                } else {
+                    let confidence = conf
+                        .as_ref()
+                        .map(|c| c.as_binary::<i32>())
+                        .filter(|c| !c.is_null(i))
+                        .map(|c| c.value(i));
+                    LabelRef::Segmentation {
+                        height,
+                        width,
+                        mask: map.value(i),
+                        confidence,
+                    }
+                }))
             }
         }
     }
-    Ok((ids, labels))
 }
 
 /// Builds a label file's record batch from image ids and (validated)

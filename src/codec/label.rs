@@ -203,6 +203,51 @@ fn check_map_size(
     Ok(())
 }
 
+/// A label borrowed from wherever it lives (a typed [`Label`], or the Arrow
+/// buffers of a decoded label file): what the checks and the loader read,
+/// without copying maps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LabelRef<'a> {
+    /// Top-k classes and their probabilities.
+    TopK {
+        /// Class ids.
+        classes: &'a [u32],
+        /// Their probabilities.
+        probs: &'a [f32],
+    },
+    /// One probability per class.
+    Dense(&'a [f32]),
+    /// Detections.
+    Detection {
+        /// `[x0, y0, x1, y1]` per box, flat (4 values a box).
+        boxes: &'a [f32],
+        /// Class id per box.
+        classes: &'a [u32],
+        /// Score per box.
+        scores: &'a [f32],
+    },
+    /// A segmentation map.
+    Segmentation {
+        /// Map height.
+        height: u32,
+        /// Map width.
+        width: u32,
+        /// Raw little-endian mask in the task's dtype.
+        mask: &'a [u8],
+        /// `round(255 × p)` per pixel, when present.
+        confidence: Option<&'a [u8]>,
+    },
+    /// A depth map.
+    Depth {
+        /// Map height.
+        height: u32,
+        /// Map width.
+        width: u32,
+        /// Little-endian float16 per pixel.
+        depth: &'a [u8],
+    },
+}
+
 impl Label {
     /// Checks every value against the task's rules; `loc` names file, row and image id.
     pub fn validate(&self, task: &TaskDef, loc: &Location) -> Result<()> {
@@ -212,6 +257,97 @@ impl Label {
 
     /// [`Label::validate`] without a location: the reason when a value is wrong.
     pub fn check(&self, task: &TaskDef) -> std::result::Result<(), String> {
+        self.as_ref().check(task)
+    }
+
+    /// The label as a borrowed view.
+    pub fn as_ref(&self) -> LabelRef<'_> {
+        match self {
+            Label::Classification(ClassLabel::TopK { classes, probs }) => {
+                LabelRef::TopK { classes, probs }
+            }
+            Label::Classification(ClassLabel::Dense(p)) => LabelRef::Dense(p),
+            Label::Detection(d) => LabelRef::Detection {
+                boxes: d.boxes.as_flattened(),
+                classes: &d.classes,
+                scores: &d.scores,
+            },
+            Label::Segmentation(m) => LabelRef::Segmentation {
+                height: m.height,
+                width: m.width,
+                mask: &m.mask,
+                confidence: m.confidence.as_deref(),
+            },
+            Label::Depth(d) => LabelRef::Depth {
+                height: d.height,
+                width: d.width,
+                depth: &d.depth,
+            },
+        }
+    }
+
+    /// The kind name of this label.
+    pub fn kind_name(&self) -> &'static str {
+        self.as_ref().kind_name()
+    }
+}
+
+impl LabelRef<'_> {
+    /// The kind name of this label.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            LabelRef::TopK { .. } | LabelRef::Dense(_) => "classification",
+            LabelRef::Detection { .. } => "detection",
+            LabelRef::Segmentation { .. } => "segmentation",
+            LabelRef::Depth { .. } => "depth",
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_label(&self) -> Label {
+        match *self {
+            LabelRef::TopK { classes, probs } => Label::Classification(ClassLabel::TopK {
+                classes: classes.to_vec(),
+                probs: probs.to_vec(),
+            }),
+            LabelRef::Dense(p) => Label::Classification(ClassLabel::Dense(p.to_vec())),
+            LabelRef::Detection {
+                boxes,
+                classes,
+                scores,
+            } => Label::Detection(Detections {
+                boxes: boxes
+                    .chunks_exact(4)
+                    .map(|q| [q[0], q[1], q[2], q[3]])
+                    .collect(),
+                classes: classes.to_vec(),
+                scores: scores.to_vec(),
+            }),
+            LabelRef::Segmentation {
+                height,
+                width,
+                mask,
+                confidence,
+            } => Label::Segmentation(SegMap {
+                height,
+                width,
+                mask: mask.to_vec(),
+                confidence: confidence.map(<[u8]>::to_vec),
+            }),
+            LabelRef::Depth {
+                height,
+                width,
+                depth,
+            } => Label::Depth(DepthMap {
+                height,
+                width,
+                depth: depth.to_vec(),
+            }),
+        }
+    }
+
+    /// Checks every value against the task's rules: the reason when one is wrong.
+    pub fn check(&self, task: &TaskDef) -> std::result::Result<(), String> {
         let kind_mismatch = || {
             Err(format!(
                 "a {} label given for task {:?} of kind {}",
@@ -220,9 +356,9 @@ impl Label {
                 task.kind.name()
             ))
         };
-        match (self, &task.kind) {
+        match (*self, &task.kind) {
             (
-                Label::Classification(c),
+                LabelRef::TopK { .. } | LabelRef::Dense(_),
                 TaskKind::Classification {
                     num_classes,
                     encoding,
@@ -230,8 +366,8 @@ impl Label {
                     ..
                 },
             ) => {
-                let probs = match (c, encoding) {
-                    (ClassLabel::TopK { classes, probs }, ClassEncoding::Topk) => {
+                let probs = match (*self, encoding) {
+                    (LabelRef::TopK { classes, probs }, ClassEncoding::Topk) => {
                         if classes.len() != probs.len() {
                             return Err(format!(
                                 "classes has {} entries but probs has {}",
@@ -252,7 +388,7 @@ impl Label {
                         }
                         probs
                     }
-                    (ClassLabel::Dense(probs), ClassEncoding::Dense) => {
+                    (LabelRef::Dense(probs), ClassEncoding::Dense) => {
                         if probs.len() != *num_classes as usize {
                             return Err(format!(
                                 "probs has {} entries but num_classes is {num_classes}",
@@ -272,7 +408,7 @@ impl Label {
                         check_prob(*p, "probability")?;
                     }
                 }
-                if let ClassLabel::TopK { probs, .. } = c {
+                if let LabelRef::TopK { probs, .. } = *self {
                     if probs.windows(2).any(|w| w[0] < w[1]) {
                         return Err("top-k probs are not sorted by probability descending".into());
                     }
@@ -285,17 +421,24 @@ impl Label {
                 }
                 Ok(())
             }
-            (Label::Detection(d), TaskKind::Detection { num_classes, .. }) => {
-                let n = d.boxes.len();
-                if d.classes.len() != n || d.scores.len() != n {
+            (
+                LabelRef::Detection {
+                    boxes,
+                    classes,
+                    scores,
+                },
+                TaskKind::Detection { num_classes, .. },
+            ) => {
+                let n = boxes.len() / 4;
+                if boxes.len() % 4 != 0 || classes.len() != n || scores.len() != n {
                     return Err(format!(
                         "boxes, classes and scores have {}, {} and {} entries",
-                        n,
-                        d.classes.len(),
-                        d.scores.len()
+                        boxes.len() as f64 / 4.0,
+                        classes.len(),
+                        scores.len()
                     ));
                 }
-                for (i, b) in d.boxes.iter().enumerate() {
+                for (i, b) in boxes.chunks_exact(4).enumerate() {
                     if b.iter().any(|v| !v.is_finite()) {
                         return Err(format!("box {i} {b:?} is not finite"));
                     }
@@ -303,22 +446,27 @@ impl Label {
                         return Err(format!("box {i} {b:?} has x0 > x1 or y0 > y1"));
                     }
                 }
-                for (i, &c) in d.classes.iter().enumerate() {
+                for (i, &c) in classes.iter().enumerate() {
                     if c >= *num_classes {
                         return Err(format!(
                             "box {i} has class id {c}, not below num_classes {num_classes}"
                         ));
                     }
                 }
-                if !all_probabilities(&d.scores) {
-                    for s in &d.scores {
+                if !all_probabilities(scores) {
+                    for s in scores {
                         check_prob(*s, "score")?;
                     }
                 }
                 Ok(())
             }
             (
-                Label::Segmentation(m),
+                LabelRef::Segmentation {
+                    height,
+                    width,
+                    mask,
+                    confidence,
+                },
                 TaskKind::Segmentation {
                     num_classes,
                     dtype,
@@ -326,54 +474,43 @@ impl Label {
                     ..
                 },
             ) => {
-                check_map_size(m.height, m.width, m.mask.len(), dtype.size(), "mask")?;
-                if let Some(c) = &m.confidence {
-                    check_map_size(m.height, m.width, c.len(), 1, "confidence")?;
+                check_map_size(height, width, mask.len(), dtype.size(), "mask")?;
+                if let Some(c) = confidence {
+                    check_map_size(height, width, c.len(), 1, "confidence")?;
                 }
-                let bad = |v: u32| v >= *num_classes && v != *ignore_index;
                 // A vectorizable pass first: the largest value that is not
                 // ignore_index must be a class id. The slow search for the
                 // value to report only runs when something is wrong.
                 let ig = *ignore_index;
                 let max_class = match dtype.size() {
-                    1 => m
-                        .mask
-                        .iter()
-                        .map(|&v| if v as u32 == ig { 0 } else { v })
-                        .max()
-                        .unwrap_or(0) as u32,
-                    _ => m
-                        .mask
-                        .chunks_exact(2)
-                        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                        .map(|v| if v as u32 == ig { 0 } else { v })
-                        .max()
-                        .unwrap_or(0) as u32,
+                    1 => max_u8_except(mask, ig),
+                    _ => max_u16_except(mask, ig),
                 };
-                let found = if max_class >= *num_classes {
-                    m.values(dtype.size()).into_iter().find(|&v| bad(v))
-                } else {
-                    None
-                };
-                if let Some(v) = found {
+                if max_class >= *num_classes {
+                    let v = mask_values(mask, dtype.size())
+                        .find(|&v| v >= *num_classes && v != ig)
+                        .unwrap_or(max_class);
                     return Err(format!(
                         "mask value {v} is neither a class id below {num_classes} nor ignore_index {ignore_index}"
                     ));
                 }
                 Ok(())
             }
-            (Label::Depth(d), TaskKind::Depth { .. }) => {
-                check_map_size(d.height, d.width, d.depth.len(), 2, "depth")?;
-                // float16 ±infinity: exponent all ones, mantissa zero.
-                let is_inf = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]) & 0x7FFF == 0x7C00;
-                let any_inf = d
-                    .depth
-                    .chunks_exact(2)
-                    .fold(false, |acc, c| acc | is_inf(c));
-                if let Some(v) = any_inf
-                    .then(|| d.to_f32().into_iter().find(|v| v.is_infinite()))
-                    .flatten()
-                {
+            (
+                LabelRef::Depth {
+                    height,
+                    width,
+                    depth,
+                },
+                TaskKind::Depth { .. },
+            ) => {
+                check_map_size(height, width, depth.len(), 2, "depth")?;
+                if any_f16_infinite(depth) {
+                    let v = depth
+                        .chunks_exact(2)
+                        .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                        .find(|v| v.is_infinite())
+                        .unwrap_or(f32::INFINITY);
                     return Err(format!(
                         "depth value {v} is infinite (use NaN for invalid pixels)"
                     ));
@@ -383,14 +520,38 @@ impl Label {
             _ => kind_mismatch(),
         }
     }
+}
 
-    /// The kind name of this label.
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            Label::Classification(_) => "classification",
-            Label::Detection(_) => "detection",
-            Label::Segmentation(_) => "segmentation",
-            Label::Depth(_) => "depth",
-        }
+/// Largest u8 value that is not `ignore` (0 when none), in a vectorizable pass.
+fn max_u8_except(mask: &[u8], ignore: u32) -> u32 {
+    match u8::try_from(ignore) {
+        Ok(ig) => mask
+            .iter()
+            .fold(0u8, |m, &v| m.max(if v == ig { 0 } else { v })) as u32,
+        Err(_) => mask.iter().fold(0u8, |m, &v| m.max(v)) as u32,
     }
+}
+
+/// Largest little-endian u16 value that is not `ignore` (0 when none).
+fn max_u16_except(mask: &[u8], ignore: u32) -> u32 {
+    let ig = u16::try_from(ignore).ok();
+    mask.chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .fold(0u16, |m, v| m.max(if Some(v) == ig { 0 } else { v })) as u32
+}
+
+fn mask_values(mask: &[u8], size: usize) -> impl Iterator<Item = u32> + '_ {
+    let step = size.max(1);
+    mask.chunks_exact(step).map(move |c| match step {
+        2 => u16::from_le_bytes([c[0], c[1]]) as u32,
+        _ => c[0] as u32,
+    })
+}
+
+/// Whether a little-endian float16 map holds ±infinity (exponent all ones,
+/// mantissa zero), in a vectorizable pass.
+fn any_f16_infinite(depth: &[u8]) -> bool {
+    depth
+        .chunks_exact(2)
+        .fold(false, |acc, c| acc | (u16::from_le_bytes([c[0], c[1]]) & 0x7FFF == 0x7C00))
 }

@@ -7,6 +7,6 @@ mod image;
 mod label;
 
 pub(crate) use self::arrow::image_ids;
-pub use self::arrow::{batch_to_labels, labels_to_batch, normalize_column};
+pub use self::arrow::{batch_to_labels, labels_to_batch, normalize_column, LabelColumns};
 pub use self::image::{sniff_image, ImageKind};
-pub use self::label::{ClassLabel, DepthMap, Detections, Label, SegMap};
+pub use self::label::{ClassLabel, DepthMap, Detections, Label, LabelRef, SegMap};

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::codec::{ClassLabel, Label};
-use crate::format::{TaskDef, TaskKind};
+use crate::codec::LabelRef;
+use crate::format::{MaskDtype, TaskDef, TaskKind};
 
 use super::augment::Geometry;
 
@@ -17,7 +17,41 @@ pub enum Images {
     F32(Vec<f32>),
 }
 
-/// The labels of one task for a batch; every array is dense, B first.
+/// A segmentation map buffer in the task's mask dtype.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mask {
+    /// `dtype: u8` tasks.
+    U8(Vec<u8>),
+    /// `dtype: u16` tasks.
+    U16(Vec<u16>),
+}
+
+impl Mask {
+    /// Values.
+    pub fn len(&self) -> usize {
+        match self {
+            Mask::U8(v) => v.len(),
+            Mask::U16(v) => v.len(),
+        }
+    }
+
+    /// No values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `i`, widened.
+    pub fn get(&self, i: usize) -> Option<u32> {
+        match self {
+            Mask::U8(v) => v.get(i).map(|&x| x as u32),
+            Mask::U16(v) => v.get(i).map(|&x| x as u32),
+        }
+    }
+}
+
+/// The labels of one task for a batch; every array is dense, B first, in
+/// the compact host layout of FORMAT.md section 5 (the tensor conversion
+/// widens on the device).
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskData {
     /// B×C probabilities.
@@ -40,19 +74,18 @@ pub enum TaskData {
         /// B×N, true for real boxes.
         valid: Vec<bool>,
     },
-    /// B×H×W class ids, `ignore_index` where unlabeled.
+    /// B×H'×W' class ids in the task's dtype, `ignore_index` where
+    /// unlabeled, outside the image or under the confidence threshold.
     Segmentation {
-        /// B×H×W.
-        mask: Vec<i64>,
+        /// B×H'×W'.
+        mask: Mask,
         /// The task's ignore index.
-        ignore_index: i64,
+        ignore_index: u32,
     },
-    /// B×1×H×W.
+    /// B×1×H'×W' float16, NaN where invalid or outside the image.
     Depth {
-        /// B×1×H×W, 0 where invalid.
-        depth: Vec<f32>,
-        /// B×1×H×W.
-        valid: Vec<bool>,
+        /// B×1×H'×W'.
+        depth: Vec<half::f16>,
     },
 }
 
@@ -78,6 +111,10 @@ pub struct Batch {
     pub height: u32,
     /// Output width.
     pub width: u32,
+    /// H' of dense labels: the output height divided by the label stride.
+    pub label_height: u32,
+    /// W' of dense labels: the output width divided by the label stride.
+    pub label_width: u32,
     /// B×3×H×W.
     pub images: Images,
     /// B ids (empty for padding slots).
@@ -141,31 +178,39 @@ pub(crate) struct Collator<'a> {
     pub b: usize,
     pub w: u32,
     pub h: u32,
+    /// Dense labels at (w / stride) × (h / stride).
+    pub stride: u32,
 }
 
+/// The NaN a depth map holds where it has no value.
+const DEPTH_NAN: half::f16 = half::f16::NAN;
+
 impl Collator<'_> {
+    /// W'×H' of dense labels.
+    pub fn label_size(&self) -> (u32, u32) {
+        (self.w / self.stride, self.h / self.stride)
+    }
+
     /// Fresh arrays for a batch (reusing `old` buffers when given).
     pub fn empty_tasks(
         &self,
         old: Option<BTreeMap<String, TaskBatch>>,
     ) -> BTreeMap<String, TaskBatch> {
         let mut old = old.unwrap_or_default();
-        let hw = (self.w * self.h) as usize;
+        let (lw, lh) = self.label_size();
+        let lhw = (lw * lh) as usize;
         let b = self.b;
         self.tasks
             .iter()
             .map(|t| {
                 let prev = old.remove(&t.name);
-                let reuse = |v: Option<Vec<bool>>| {
-                    let mut v = v.unwrap_or_default();
-                    v.clear();
-                    v.resize(b, false);
-                    v
-                };
                 let (present, prev_data) = match prev {
                     Some(p) => (Some(p.present), Some(p.data)),
                     None => (None, None),
                 };
+                let mut present = present.unwrap_or_default();
+                present.clear();
+                present.resize(b, false);
                 let data = match (&t.kind, prev_data) {
                     (TaskKind::Classification { num_classes, .. }, prev) => {
                         let mut probs = match prev {
@@ -188,106 +233,148 @@ impl Collator<'_> {
                         scores: vec![],
                         valid: vec![],
                     },
-                    (TaskKind::Segmentation { ignore_index, .. }, prev) => {
-                        let mut mask = match prev {
-                            Some(TaskData::Segmentation { mask, .. }) => mask,
-                            _ => Vec::new(),
+                    (
+                        TaskKind::Segmentation {
+                            ignore_index,
+                            dtype,
+                            ..
+                        },
+                        prev,
+                    ) => {
+                        let prev = match prev {
+                            Some(TaskData::Segmentation { mask, .. }) => Some(mask),
+                            _ => None,
                         };
-                        mask.clear();
-                        mask.resize(b * hw, *ignore_index as i64);
+                        let ig = *ignore_index;
+                        let mask = match (dtype, prev) {
+                            (MaskDtype::U8, Some(Mask::U8(mut v))) => {
+                                v.clear();
+                                v.resize(b * lhw, ig as u8);
+                                Mask::U8(v)
+                            }
+                            (MaskDtype::U16, Some(Mask::U16(mut v))) => {
+                                v.clear();
+                                v.resize(b * lhw, ig as u16);
+                                Mask::U16(v)
+                            }
+                            (MaskDtype::U8, _) => Mask::U8(vec![ig as u8; b * lhw]),
+                            (MaskDtype::U16, _) => Mask::U16(vec![ig as u16; b * lhw]),
+                        };
                         TaskData::Segmentation {
                             mask,
-                            ignore_index: *ignore_index as i64,
+                            ignore_index: ig,
                         }
                     }
                     (TaskKind::Depth { .. }, prev) => {
-                        let (mut depth, mut valid) = match prev {
-                            Some(TaskData::Depth { depth, valid }) => (depth, valid),
-                            _ => (Vec::new(), Vec::new()),
+                        let mut depth = match prev {
+                            Some(TaskData::Depth { depth }) => depth,
+                            _ => Vec::new(),
                         };
                         depth.clear();
-                        depth.resize(b * hw, 0.0);
-                        valid.clear();
-                        valid.resize(b * hw, false);
-                        TaskData::Depth { depth, valid }
+                        depth.resize(b * lhw, DEPTH_NAN);
+                        TaskData::Depth { depth }
                     }
                 };
-                (
-                    t.name.clone(),
-                    TaskBatch {
-                        present: reuse(present),
-                        data,
-                    },
-                )
+                (t.name.clone(), TaskBatch { present, data })
             })
             .collect()
     }
 
-    /// Writes sample `i`'s label of task `t` into `tb` through `g`; a
-    /// detection label's boxes come back instead, to be padded to the
-    /// batch's N by [`finish_boxes`](Self::finish_boxes).
+    /// Resets slot `i` of every task to "no label".
+    pub fn clear(&self, tasks: &mut BTreeMap<String, TaskBatch>, i: usize) {
+        let (lw, lh) = self.label_size();
+        let lhw = (lw * lh) as usize;
+        for tb in tasks.values_mut() {
+            tb.present[i] = false;
+            match &mut tb.data {
+                TaskData::Classification { num_classes, probs } => {
+                    probs[i * *num_classes..(i + 1) * *num_classes].fill(0.0)
+                }
+                TaskData::Segmentation { mask, ignore_index } => match mask {
+                    Mask::U8(v) => v[i * lhw..(i + 1) * lhw].fill(*ignore_index as u8),
+                    Mask::U16(v) => v[i * lhw..(i + 1) * lhw].fill(*ignore_index as u16),
+                },
+                TaskData::Depth { depth } => depth[i * lhw..(i + 1) * lhw].fill(DEPTH_NAN),
+                TaskData::Detection { .. } => {}
+            }
+        }
+    }
+
+    /// Writes sample `i`'s label of task `t` into `tb` through `g` (the
+    /// value checks first); a detection label's boxes come back instead, to
+    /// be padded to the batch's N by [`finish_boxes`](Self::finish_boxes).
     #[allow(clippy::too_many_arguments)]
     pub fn put(
         &self,
         tb: &mut TaskBatch,
         t: &TaskDef,
         i: usize,
-        label: Option<&Label>,
+        label: LabelRef<'_>,
         g: &Geometry,
         img_w: u32,
         img_h: u32,
     ) -> Result<Option<Vec<BoxOut>>, String> {
-        let Some(label) = label else {
-            return Ok(None);
-        };
         label.check(t)?;
-        tb.present[i] = true;
         let (w, h) = (self.w, self.h);
-        let hw = (w * h) as usize;
-        match (&mut tb.data, label, &t.kind) {
+        let (lw, lh) = self.label_size();
+        let lhw = (lw * lh) as usize;
+        // The label grid: the same window at 1/stride of the output's pixels.
+        let s = self.stride as f64;
+        let gl = Geometry {
+            sx: g.sx * s,
+            sy: g.sy * s,
+            ..*g
+        };
+        let r = match (&mut tb.data, label, &t.kind) {
             (
                 TaskData::Classification { num_classes, probs },
-                Label::Classification(c),
+                LabelRef::TopK { classes, probs: p },
                 TaskKind::Classification { multi_label, .. },
             ) => {
                 let row = &mut probs[i * *num_classes..(i + 1) * *num_classes];
-                match c {
-                    ClassLabel::Dense(p) => row.copy_from_slice(p),
-                    ClassLabel::TopK { classes, probs } => {
-                        for (&c, &p) in classes.iter().zip(probs) {
-                            row[c as usize] = p;
-                        }
-                        let sum: f32 = probs.iter().sum();
-                        match self.opts.missing_mass {
-                            MissingMass::Spread if !*multi_label => {
-                                let others = row.len().saturating_sub(classes.len());
-                                if others > 0 && sum < 1.0 {
-                                    let add = (1.0 - sum) / others as f32;
-                                    for (k, v) in row.iter_mut().enumerate() {
-                                        if !classes.contains(&(k as u32)) {
-                                            *v = add;
-                                        }
-                                    }
+                for (&c, &p) in classes.iter().zip(p) {
+                    row[c as usize] = p;
+                }
+                let sum: f32 = p.iter().sum();
+                match self.opts.missing_mass {
+                    MissingMass::Spread if !*multi_label => {
+                        let others = row.len().saturating_sub(classes.len());
+                        if others > 0 && sum < 1.0 {
+                            let add = (1.0 - sum) / others as f32;
+                            for (k, v) in row.iter_mut().enumerate() {
+                                if !classes.contains(&(k as u32)) {
+                                    *v = add;
                                 }
                             }
-                            MissingMass::Renormalize if !*multi_label && sum > 0.0 => {
-                                row.iter_mut().for_each(|v| *v /= sum);
-                            }
-                            _ => {}
                         }
                     }
+                    MissingMass::Renormalize if !*multi_label && sum > 0.0 => {
+                        row.iter_mut().for_each(|v| *v /= sum);
+                    }
+                    _ => {}
                 }
-                Ok(None)
+                None
             }
-            (TaskData::Detection { .. }, Label::Detection(d), _) => {
-                let mut out: Vec<BoxOut> = d
-                    .boxes
-                    .iter()
-                    .zip(&d.classes)
-                    .zip(&d.scores)
+            (TaskData::Classification { num_classes, probs }, LabelRef::Dense(p), _) => {
+                probs[i * *num_classes..(i + 1) * *num_classes].copy_from_slice(p);
+                None
+            }
+            (
+                TaskData::Detection { .. },
+                LabelRef::Detection {
+                    boxes,
+                    classes,
+                    scores,
+                },
+                _,
+            ) => {
+                let mut out: Vec<BoxOut> = boxes
+                    .chunks_exact(4)
+                    .zip(classes)
+                    .zip(scores)
                     .filter(|(_, &s)| s >= self.opts.min_score)
                     .filter_map(|((b, &c), &s)| {
-                        g.map_box(*b, w, h, self.opts.min_box_size)
+                        g.map_box([b[0], b[1], b[2], b[3]], w, h, self.opts.min_box_size)
                             .map(|b| (b, c as i64, s))
                     })
                     .collect();
@@ -297,73 +384,73 @@ impl Collator<'_> {
                         out.truncate(cap);
                     }
                 }
-                Ok(Some(out))
+                Some(out)
             }
             (
                 TaskData::Segmentation { mask, ignore_index },
-                Label::Segmentation(m),
-                TaskKind::Segmentation { dtype, .. },
+                LabelRef::Segmentation {
+                    height,
+                    width,
+                    mask: src,
+                    confidence,
+                },
+                _,
             ) => {
-                let size = dtype.size();
                 let thr = (self.opts.min_confidence.clamp(0.0, 1.0) * 255.0).round() as u8;
-                let conf = m.confidence.as_deref().filter(|_| thr > 0);
-                let ig = *ignore_index;
-                let mw = m.width as usize;
-                let out = &mut mask[i * hw..(i + 1) * hw];
-                resample(
-                    out,
-                    g,
-                    (img_w, img_h),
-                    (m.width, m.height),
-                    (w, h),
-                    ig,
-                    |ry, row| {
-                        for (x, v) in row.iter_mut().enumerate() {
+                let conf = confidence.filter(|_| thr > 0);
+                let mw = width as usize;
+                let geo = (&gl, (img_w, img_h), (width, height), (lw, lh));
+                match mask {
+                    Mask::U8(out) => {
+                        let ig = *ignore_index as u8;
+                        resample(&mut out[i * lhw..(i + 1) * lhw], geo, ig, |ry, x| {
                             let p = ry * mw + x;
-                            *v = if conf.is_some_and(|c| c[p] < thr) {
-                                ig
-                            } else if size == 2 {
-                                u16::from_le_bytes([m.mask[2 * p], m.mask[2 * p + 1]]) as i64
-                            } else {
-                                m.mask[p] as i64
-                            };
-                        }
-                    },
-                );
-                Ok(None)
-            }
-            (TaskData::Depth { depth, valid }, Label::Depth(d), _) => {
-                let dw = d.width as usize;
-                let od = &mut depth[i * hw..(i + 1) * hw];
-                resample(
-                    od,
-                    g,
-                    (img_w, img_h),
-                    (d.width, d.height),
-                    (w, h),
-                    f32::NAN,
-                    |ry, row| {
-                        let src = &d.depth[2 * ry * dw..2 * (ry + 1) * dw];
-                        for (v, c) in row.iter_mut().zip(src.chunks_exact(2)) {
-                            *v = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
-                        }
-                    },
-                );
-                // Invalid (NaN in the map) and outside alike: 0, not valid.
-                for (v, ok) in od.iter_mut().zip(&mut valid[i * hw..(i + 1) * hw]) {
-                    *ok = v.is_finite();
-                    if !*ok {
-                        *v = 0.0;
+                            match conf {
+                                Some(c) if c[p] < thr => ig,
+                                _ => src[p],
+                            }
+                        })
+                    }
+                    Mask::U16(out) => {
+                        let ig = *ignore_index as u16;
+                        resample(&mut out[i * lhw..(i + 1) * lhw], geo, ig, |ry, x| {
+                            let p = ry * mw + x;
+                            match conf {
+                                Some(c) if c[p] < thr => ig,
+                                _ => u16::from_le_bytes([src[2 * p], src[2 * p + 1]]),
+                            }
+                        })
                     }
                 }
-                Ok(None)
+                None
             }
-            _ => Err(format!(
-                "a {} label in task {:?} of another kind",
-                label.kind_name(),
-                t.name
-            )),
-        }
+            (
+                TaskData::Depth { depth },
+                LabelRef::Depth {
+                    height,
+                    width,
+                    depth: src,
+                },
+                _,
+            ) => {
+                let mw = width as usize;
+                let geo = (&gl, (img_w, img_h), (width, height), (lw, lh));
+                resample(&mut depth[i * lhw..(i + 1) * lhw], geo, DEPTH_NAN, |ry, x| {
+                    let p = 2 * (ry * mw + x);
+                    half::f16::from_bits(u16::from_le_bytes([src[p], src[p + 1]]))
+                });
+                None
+            }
+            _ => {
+                return Err(format!(
+                    "a {} label in task {:?} of another kind",
+                    label.kind_name(),
+                    t.name
+                ))
+            }
+        };
+        tb.present[i] = true;
+        Ok(r)
     }
 
     /// Pads every sample's boxes to the batch's N (nothing for other kinds).
@@ -404,28 +491,24 @@ impl Collator<'_> {
 }
 
 /// Fills an output map (`out_w`×`out_h`, row-major) from a `map_w`×`map_h`
-/// label map through `g` by nearest sampling: `decode_row(r, buf)` writes map
-/// row `r` into `buf`; pixels outside the map get `outside`. Output rows that
-/// sample the same map row are copies of the first.
+/// label map through `g` by nearest sampling: `at(r, c)` is the map's value
+/// at row `r`, column `c`; pixels outside the map get `outside`. Output
+/// rows that sample the same map row are copies of the first.
 fn resample<T: Copy>(
     out: &mut [T],
-    g: &Geometry,
-    image: (u32, u32),
-    map: (u32, u32),
-    (out_w, out_h): (u32, u32),
+    (g, image, map, (out_w, out_h)): (&Geometry, (u32, u32), (u32, u32), (u32, u32)),
     outside: T,
-    mut decode_row: impl FnMut(usize, &mut [T]),
+    at: impl Fn(usize, usize) -> T,
 ) {
     let (cols, rows) = g.map_axes(image, map, (out_w, out_h));
     let (mw, mh) = (map.0 as usize, map.1 as usize);
     let ow = out_w as usize;
-    // One slot past the row: the value of columns outside the map.
-    let mut row = vec![outside; mw + 1];
+    let inside = cols.iter().all(|&c| c < mw);
     let mut prev: Option<(usize, usize)> = None;
     for (y, &ry) in rows.iter().enumerate() {
         let (done, o) = out.split_at_mut(y * ow);
         let o = &mut o[..ow];
-        if ry == mh {
+        if ry >= mh {
             o.fill(outside);
             continue;
         }
@@ -435,9 +518,14 @@ fn resample<T: Copy>(
                 continue;
             }
         }
-        decode_row(ry, &mut row[..mw]);
-        for (v, &cx) in o.iter_mut().zip(&cols) {
-            *v = row[cx];
+        if inside {
+            for (v, &cx) in o.iter_mut().zip(&cols) {
+                *v = at(ry, cx);
+            }
+        } else {
+            for (v, &cx) in o.iter_mut().zip(&cols) {
+                *v = if cx < mw { at(ry, cx) } else { outside };
+            }
         }
         prev = Some((ry, y));
     }

@@ -65,23 +65,24 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crossbeam_channel as cb;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Label;
+use arrow_array::cast::AsArray;
+use arrow_array::Array;
 use crate::error::{Error, Result};
 use crate::format::TaskDef;
-use crate::read::{FooterCache, RowGroupData};
+use crate::read::FooterCache;
 use crate::store::Dataset;
 
 pub mod augment;
 pub mod batch;
+mod fetch;
 pub mod plan;
 
 pub use augment::Crop;
-pub use batch::{Batch, Images, LabelOptions, MissingMass, TaskBatch, TaskData};
+pub use batch::{Batch, Images, LabelOptions, Mask, MissingMass, TaskBatch, TaskData};
 pub use plan::Segment;
 
 use augment::{Geometry, Resizer, Rgb};
@@ -186,6 +187,7 @@ pub struct LoaderState {
 pub struct Metrics {
     fetch_ns: AtomicU64,
     fetched_bytes: AtomicU64,
+    read_ns: AtomicU64,
     decode_ns: AtomicU64,
     decoded: AtomicU64,
     augment_ns: AtomicU64,
@@ -202,8 +204,11 @@ pub struct Metrics {
 pub struct MetricsSnapshot {
     /// Seconds row group reads were in flight (summed over concurrent reads).
     pub fetch_s: f64,
-    /// Encoded image bytes fetched.
+    /// Bytes fetched (compressed column chunks of every file).
     pub fetched_bytes: u64,
+    /// Seconds decompressing, parsing and checking label and image columns
+    /// (summed over workers).
+    pub read_s: f64,
     /// Seconds decoding images (summed over workers).
     pub decode_s: f64,
     /// Images decoded.
@@ -236,6 +241,7 @@ impl Metrics {
         MetricsSnapshot {
             fetch_s: s(&self.fetch_ns),
             fetched_bytes: n(&self.fetched_bytes),
+            read_s: s(&self.read_ns),
             decode_s: s(&self.decode_ns),
             decoded: n(&self.decoded),
             augment_s: s(&self.augment_ns),
@@ -249,17 +255,20 @@ impl Metrics {
     }
 }
 
+#[derive(Clone)]
 enum Source {
     Dataset(Box<Dataset>),
     Url(String, Option<u64>),
 }
 
 /// Builds a [`Loader`]; every option has a default but the tasks.
+#[derive(Clone)]
 pub struct LoaderBuilder {
     source: Source,
     tasks: Vec<(String, bool)>,
     batch_size: usize,
     size: (u32, u32),
+    label_stride: u32,
     crop: Crop,
     flip: f64,
     augment: bool,
@@ -288,6 +297,7 @@ impl LoaderBuilder {
             tasks: vec![],
             batch_size: 32,
             size: (384, 384),
+            label_stride: 1,
             crop: Crop::RandomResized {
                 scale: (0.08, 1.0),
                 ratio: (3.0 / 4.0, 4.0 / 3.0),
@@ -346,6 +356,13 @@ impl LoaderBuilder {
     /// Output width and height (default 384×384).
     pub fn output_size(mut self, width: u32, height: u32) -> Self {
         self.size = (width, height);
+        self
+    }
+
+    /// Dense labels (masks, depth) at 1/`stride` of the output size, per
+    /// side: 1 (default), 2, 4 or 8; the output size must be a multiple.
+    pub fn label_stride(mut self, stride: u32) -> Self {
+        self.label_stride = stride;
         self
     }
 
@@ -497,6 +514,47 @@ impl LoaderBuilder {
         )
     }
 
+    /// The epochs of `epochs` one after the other, with the pipeline kept
+    /// full: the next epoch's first row groups are fetched and its first
+    /// batches prepared while the last batches of the current one are
+    /// consumed. Epoch `e` gives exactly the batches of a loader built with
+    /// `.epoch(e)`; a [`resume`](Self::resume) state applies to the first.
+    /// The dataset version is fixed for all of them.
+    pub fn epochs(mut self, epochs: std::ops::Range<u64>) -> Result<Epochs> {
+        if let Source::Url(u, v) = &self.source {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("tokio runtime", e))?;
+            let ds = rt.block_on(async {
+                match v {
+                    Some(v) => Dataset::open_at(u, *v).await,
+                    None => Dataset::open(u).await,
+                }
+            })?;
+            self.source = Source::Dataset(Box::new(ds));
+        }
+        let mut rest = epochs;
+        let current = match rest.next() {
+            Some(e) => Some(self.clone().epoch(e).build()?),
+            None => None,
+        };
+        self.resume = None;
+        let ahead = if self.prefetch_batches == 0 {
+            self.workers
+        } else {
+            self.prefetch_batches
+        } as u64;
+        Ok(Epochs {
+            template: self,
+            current,
+            next: None,
+            rest,
+            ahead: ahead.max(1),
+            last: MetricsSnapshot::default(),
+        })
+    }
+
     /// Opens the dataset if needed, plans the epoch and starts the threads.
     pub fn build(self) -> Result<Loader> {
         let bad = |m: String| Err(Error::Loader(m));
@@ -505,6 +563,15 @@ impl LoaderBuilder {
         }
         if self.batch_size == 0 || self.size.0 == 0 || self.size.1 == 0 {
             return bad("batch size and output size must be positive".into());
+        }
+        if ![1, 2, 4, 8].contains(&self.label_stride)
+            || self.size.0 % self.label_stride != 0
+            || self.size.1 % self.label_stride != 0
+        {
+            return bad(format!(
+                "label stride {} must be 1, 2, 4 or 8 and divide the output size {}x{}",
+                self.label_stride, self.size.0, self.size.1
+            ));
         }
         if self.world_size == 0 || self.rank >= self.world_size {
             return bad(format!(
@@ -625,23 +692,80 @@ impl LoaderBuilder {
     }
 }
 
-/// A slot of a batch job.
-enum Slot {
-    Sample(Box<SampleIn>),
-    Empty,
-    Bad(CorruptReport),
+/// Many epochs of one rank with the pipeline kept full
+/// ([`LoaderBuilder::epochs`]): an iterator of `Result<Batch>`, each batch
+/// carrying its epoch.
+pub struct Epochs {
+    template: LoaderBuilder,
+    current: Option<Loader>,
+    next: Option<Loader>,
+    rest: std::ops::Range<u64>,
+    ahead: u64,
+    last: MetricsSnapshot,
 }
 
-struct SampleIn {
-    image_id: String,
-    source: String,
-    image: Option<Bytes>,
-    uri: Option<String>,
-    shard: u64,
-    row: u64,
-    file: Arc<str>,
-    row_group: usize,
-    labels: Vec<Option<Label>>,
+impl Epochs {
+    /// The current epoch's loader (`None` after the last).
+    pub fn current(&self) -> Option<&Loader> {
+        self.current.as_ref()
+    }
+
+    /// Where the current epoch stands (see [`Loader::state`]).
+    pub fn state(&self) -> Option<LoaderState> {
+        self.current.as_ref().map(Loader::state)
+    }
+
+    /// The current epoch's counters (the last epoch's after the end).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.current.as_ref().map_or(self.last, Loader::metrics)
+    }
+
+    /// Hands a batch's buffers back for reuse.
+    pub fn recycle(&self, batch: Batch) {
+        if let Some(l) = self.next.as_ref().or(self.current.as_ref()) {
+            l.recycle(batch);
+        }
+    }
+}
+
+impl Iterator for Epochs {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        loop {
+            let cur = self.current.as_mut()?;
+            if self.next.is_none() && cur.remaining() <= self.ahead {
+                if let Some(e) = self.rest.next() {
+                    match self.template.clone().epoch(e).build() {
+                        Ok(l) => self.next = Some(l),
+                        Err(err) => {
+                            self.rest = 0..0;
+                            return Some(Err(err));
+                        }
+                    }
+                }
+            }
+            match cur.next() {
+                Some(r) => return Some(r),
+                None => {
+                    self.last = cur.metrics();
+                    if cur.failed {
+                        self.current = None;
+                        return None;
+                    }
+                    self.current = self.next.take();
+                }
+            }
+        }
+    }
+}
+
+/// A slot of a batch job.
+enum Slot {
+    /// Row `row` (within the row group) of a fetched group.
+    Sample(Arc<OpenGroup>, usize),
+    Empty,
+    Bad(CorruptReport),
 }
 
 struct Job {
@@ -654,6 +778,7 @@ struct Shared {
     labels: LabelOptions,
     output: ImageOutput,
     size: (u32, u32),
+    label_stride: u32,
     crop: Crop,
     flip: f64,
     augment: bool,
@@ -661,9 +786,19 @@ struct Shared {
     epoch: u64,
     batch_size: usize,
     corrupt: CorruptPolicy,
+    required: Vec<usize>,
     metrics: Arc<Metrics>,
     skipped: Arc<Mutex<Vec<CorruptReport>>>,
     spare: cb::Receiver<Batch>,
+}
+
+impl Shared {
+    fn skip(&self, rep: CorruptReport) {
+        self.skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(rep);
+    }
 }
 
 /// Streams one epoch of batches for one rank: an iterator of `Result<Batch>`.
@@ -683,13 +818,119 @@ pub struct Loader {
     failed: bool,
 }
 
-struct Open {
-    data: std::result::Result<RowGroupData, CorruptReport>,
-    file: Arc<str>,
+/// A fetched (shard, row group): the image file's and every task file's
+/// compressed column chunks, decoded block by block on the workers.
+struct OpenGroup {
+    shard: u64,
+    row_group: usize,
+    first_row: u64,
+    images: fetch::FileGroup,
+    /// Per requested task, its file's group (`None`: no file for this shard).
+    labels: Vec<Option<fetch::FileGroup>>,
+    /// Set once a failure of this group was reported under `Skip`.
+    reported: AtomicBool,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
+impl OpenGroup {
+    /// Row `row` was used or given up: its blocks are freed after their last row.
+    fn release(&self, row: usize) {
+        self.images.release(row);
+        for l in self.labels.iter().flatten() {
+            l.release(row);
+        }
+    }
+}
+
+struct Open {
+    data: std::result::Result<Arc<OpenGroup>, CorruptReport>,
+}
+
 type Fetched = (usize, Open);
+
+/// Columns of a task's label file that the options read.
+fn task_columns(t: &TaskDef, opts: &LabelOptions) -> Vec<&'static str> {
+    use crate::format::{ClassEncoding, TaskKind};
+    let mut c = vec!["image_id"];
+    match &t.kind {
+        TaskKind::Classification {
+            encoding: ClassEncoding::Topk,
+            ..
+        } => c.extend(["classes", "probs"]),
+        TaskKind::Classification { .. } => c.push("probs"),
+        TaskKind::Detection { .. } => c.extend(["boxes", "classes", "scores"]),
+        TaskKind::Segmentation { .. } => {
+            c.extend(["mask", "mask_height", "mask_width"]);
+            if opts.min_confidence > 0.0 {
+                c.push("confidence");
+            }
+        }
+        TaskKind::Depth { .. } => c.extend(["depth", "depth_height", "depth_width"]),
+    }
+    c
+}
+
+/// Image shard columns the loader reads.
+const LOADER_IMAGE_COLUMNS: &[&str] = &["image_id", "source", "image", "uri"];
+
+/// Fetches one slice's (shard, row group) in every file the loader reads.
+async fn fetch_group(
+    ds: &Dataset,
+    unit: &Unit,
+    rows: &plan::Rows,
+    tasks: &[TaskDef],
+    opts: &LabelOptions,
+    footers: &FooterCache,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<OpenGroup> {
+    let snap = ds.snapshot();
+    let a = snap.shard(unit.shard)?;
+    let first_row: u64 = a.row_groups.iter().take(unit.row_group).sum();
+    let g = unit.row_group;
+    let images = fetch::fetch_file(
+        ds,
+        &a.path,
+        a.bytes,
+        g,
+        first_row as usize,
+        Some(LOADER_IMAGE_COLUMNS),
+        None,
+        footers,
+        rows,
+    );
+    let labels = tasks.iter().map(|t| async move {
+        match snap.labels.get(&(t.name.clone(), unit.shard)) {
+            Some(l) => {
+                let cols = task_columns(t, opts);
+                fetch::fetch_file(
+                    ds,
+                    &l.path,
+                    l.bytes,
+                    g,
+                    first_row as usize,
+                    Some(&cols),
+                    Some(t.clone()),
+                    footers,
+                    rows,
+                )
+                .await
+                .map(Some)
+            }
+            None => Ok(None),
+        }
+    });
+    let (images, labels) =
+        futures::future::try_join(images, futures::future::try_join_all(labels)).await?;
+    Ok(OpenGroup {
+        shard: unit.shard,
+        row_group: g,
+        first_row,
+        images,
+        labels,
+        reported: AtomicBool::new(false),
+        _permit: permit,
+    })
+}
 
 impl Loader {
     #[allow(clippy::too_many_arguments)]
@@ -721,96 +962,82 @@ impl Loader {
         let (spare_tx, spare_rx) = cb::bounded::<Batch>(2);
 
         // Fetch: the rank's slices in the order the sampler needs them.
-        let order: Vec<(usize, usize)> = rp
+        let order: Vec<(usize, usize, plan::Rows)> = rp
             .sampler
             .pending_slices()
             .into_iter()
-            .map(|s| (s, rp.sampler.slices()[s].unit as usize))
+            .map(|s| {
+                let sl = &rp.sampler.slices()[s];
+                (s, sl.unit as usize, sl.rows.clone())
+            })
             .collect();
         let (fetch_tx, fetch_rx) = tokio::sync::mpsc::unbounded_channel::<Fetched>();
         let budget_kib = (b.prefetch_bytes / 1024).max(1) as usize;
         let cap = (budget_kib / (b.shuffle_row_groups + 1)).max(1);
         let sem = Arc::new(tokio::sync::Semaphore::new(budget_kib));
-        let task_names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+        let fetch_tasks: Arc<Vec<TaskDef>> = Arc::new(tasks.clone());
         {
             let (ds, units, metrics) = (ds.clone(), units.clone(), metrics.clone());
             let requests = b.requests;
+            let opts = b.labels.clone();
             rt.spawn(async move {
                 let footers = Arc::new(FooterCache::new(256));
-                let names: Arc<Vec<String>> = Arc::new(task_names);
+                let opts = Arc::new(opts);
                 let stream = futures::stream::iter(order)
-                    .then(|(s, u)| {
+                    .then(|(s, u, rows)| {
                         let sem = sem.clone();
                         let want = ((units[u].est_bytes / 1024) as usize).clamp(1, cap);
                         async move {
                             let permit = sem.acquire_many_owned(want as u32).await;
-                            (s, u, permit)
+                            (s, u, rows, permit)
                         }
                     })
-                    .map(|(s, u, permit)| {
-                        let (ds, units, footers, names, metrics) = (
+                    .map(|(s, u, rows, permit)| {
+                        let (ds, units, footers, tasks, metrics, opts) = (
                             ds.clone(),
                             units.clone(),
                             footers.clone(),
-                            names.clone(),
+                            fetch_tasks.clone(),
                             metrics.clone(),
+                            opts.clone(),
                         );
                         async move {
+                            let permit = permit.ok()?;
                             let unit = &units[u];
                             let t0 = Instant::now();
-                            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                            let r = ds
-                                .read_row_group_cached(
-                                    unit.shard,
-                                    unit.row_group,
-                                    &refs,
-                                    None,
-                                    Some(&footers),
-                                )
-                                .await;
+                            let r =
+                                fetch_group(&ds, unit, &rows, &tasks, &opts, &footers, permit)
+                                    .await;
                             Metrics::add(&metrics.fetch_ns, t0.elapsed());
-                            let file: Arc<str> = ds
-                                .snapshot()
-                                .images
-                                .get(&unit.shard)
-                                .map_or_else(
-                                    || format!("image shard {}", unit.shard),
-                                    |a| a.path.clone(),
-                                )
-                                .into();
-                            let data = r.map_err(|e| CorruptReport {
-                                file: file.to_string(),
-                                row_group: unit.row_group,
-                                image_id: None,
-                                reason: e.to_string(),
-                            });
-                            if let Ok(d) = &data {
-                                let n: usize = d
-                                    .images
-                                    .iter()
-                                    .filter_map(|i| i.image.as_ref())
-                                    .map(Bytes::len)
-                                    .sum();
-                                metrics.fetched_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                            }
-                            (s, permit, data, file)
+                            let data = match r {
+                                Ok(g) => {
+                                    let n = g.images.fetched_bytes()
+                                        + g.labels
+                                            .iter()
+                                            .flatten()
+                                            .map(|l| l.fetched_bytes())
+                                            .sum::<u64>();
+                                    metrics.fetched_bytes.fetch_add(n, Ordering::Relaxed);
+                                    Ok(Arc::new(g))
+                                }
+                                Err(e) => Err(CorruptReport {
+                                    file: ds.snapshot().images.get(&unit.shard).map_or_else(
+                                        || format!("image shard {}", unit.shard),
+                                        |a| a.path.clone(),
+                                    ),
+                                    row_group: unit.row_group,
+                                    image_id: None,
+                                    reason: e.to_string(),
+                                }),
+                            };
+                            Some((s, data))
                         }
                     })
                     .buffered(requests);
                 futures::pin_mut!(stream);
-                while let Some((s, permit, data, file)) = stream.next().await {
-                    let Ok(permit) = permit else { return };
-                    if fetch_tx
-                        .send((
-                            s,
-                            Open {
-                                data,
-                                file,
-                                _permit: permit,
-                            },
-                        ))
-                        .is_err()
-                    {
+                while let Some(item) = stream.next().await {
+                    let Some((s, data)) = item else { return };
+                    if fetch_tx.send((s, Open { data })).is_err() {
                         return;
                     }
                 }
@@ -822,6 +1049,7 @@ impl Loader {
             labels: b.labels.clone(),
             output: b.output,
             size: b.size,
+            label_stride: b.label_stride,
             crop: b.crop.clone(),
             flip: b.flip,
             augment: b.augment,
@@ -829,6 +1057,7 @@ impl Loader {
             epoch: b.epoch,
             batch_size: b.batch_size,
             corrupt: b.corrupt,
+            required,
             metrics: metrics.clone(),
             skipped: skipped.clone(),
             spare: spare_rx,
@@ -836,7 +1065,7 @@ impl Loader {
         let mut threads = Vec::new();
         // Coordinator: the shuffle buffer, one job per batch.
         {
-            let (stop, shared, metrics) = (stop.clone(), shared.clone(), metrics.clone());
+            let (stop, shared) = (stop.clone(), shared.clone());
             let (done, end) = (rp.done, rp.batches);
             let mut sampler = rp.sampler;
             threads.push(
@@ -864,17 +1093,19 @@ impl Loader {
                                         None => return,
                                     }
                                 }
-                                let o = open.get_mut(&d.slice).expect("just inserted");
-                                let slot = take_sample(
-                                    o,
-                                    d.row as usize,
-                                    &shared,
-                                    &required,
-                                    &metrics,
-                                    &mut reported,
-                                    d.slice,
-                                );
-                                slots.push(slot);
+                                let o = &open[&d.slice];
+                                slots.push(match &o.data {
+                                    Ok(g) => Slot::Sample(g.clone(), d.row as usize),
+                                    Err(rep) => match shared.corrupt {
+                                        CorruptPolicy::Fail => Slot::Bad(rep.clone()),
+                                        CorruptPolicy::Skip => {
+                                            if reported.insert(d.slice) {
+                                                shared.skip(rep.clone());
+                                            }
+                                            Slot::Empty
+                                        }
+                                    },
+                                });
                                 if d.closes {
                                     open.remove(&d.slice);
                                 }
@@ -1018,69 +1249,6 @@ impl Drop for Loader {
     }
 }
 
-fn take_sample(
-    o: &mut Open,
-    row: usize,
-    shared: &Shared,
-    required: &[usize],
-    metrics: &Metrics,
-    reported: &mut std::collections::HashSet<usize>,
-    slice: usize,
-) -> Slot {
-    let rg = match &mut o.data {
-        Ok(rg) => rg,
-        Err(rep) => {
-            return match shared.corrupt {
-                CorruptPolicy::Fail => Slot::Bad(rep.clone()),
-                CorruptPolicy::Skip => {
-                    if reported.insert(slice) {
-                        shared
-                            .skipped
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(rep.clone());
-                    }
-                    Slot::Empty
-                }
-            }
-        }
-    };
-    let Some(img) = rg.images.get_mut(row) else {
-        return Slot::Bad(CorruptReport {
-            file: o.file.to_string(),
-            row_group: rg.row_group,
-            image_id: None,
-            reason: format!("row {row} is past the row group's {} rows", rg.images.len()),
-        });
-    };
-    let labels: Vec<Option<Label>> = shared
-        .tasks
-        .iter()
-        .map(|t| {
-            rg.labels
-                .get_mut(&t.name)
-                .and_then(|v| v.get_mut(row))
-                .and_then(Option::take)
-        })
-        .collect();
-    if required.iter().any(|&i| labels[i].is_none()) {
-        img.image = None;
-        metrics.missing_required.fetch_add(1, Ordering::Relaxed);
-        return Slot::Empty;
-    }
-    Slot::Sample(Box::new(SampleIn {
-        image_id: std::mem::take(&mut img.image_id),
-        source: img.source.take().unwrap_or_default(),
-        image: img.image.take(),
-        uri: img.uri.take(),
-        shard: rg.shard,
-        row: rg.first_row + row as u64,
-        file: o.file.clone(),
-        row_group: rg.row_group,
-        labels,
-    }))
-}
-
 #[derive(Default)]
 struct WorkerState {
     rgb: Rgb,
@@ -1097,7 +1265,9 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
         b,
         w,
         h,
+        stride: sh.label_stride,
     };
+    let (lw, lh) = col.label_size();
     let mut batch = match sh.spare.try_recv() {
         Ok(old) => old,
         Err(_) => Batch {
@@ -1106,6 +1276,8 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
             batch_size: b,
             height: h,
             width: w,
+            label_height: lh,
+            label_width: lw,
             images: Images::U8(Vec::new()),
             image_ids: vec![],
             sources: vec![],
@@ -1117,6 +1289,7 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
     batch.index = job.index;
     batch.batch_size = b;
     (batch.width, batch.height) = (w, h);
+    (batch.label_width, batch.label_height) = (lw, lh);
     batch.image_ids.clear();
     batch.image_ids.resize(b, String::new());
     batch.sources.clear();
@@ -1142,42 +1315,66 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
     };
     batch.tasks = col.empty_tasks(Some(std::mem::take(&mut batch.tasks)));
     let mut boxes: BTreeMap<String, Vec<Vec<batch::BoxOut>>> = BTreeMap::new();
-    for (i, slot) in job.slots.into_iter().enumerate() {
-        let s = match slot {
+    let mut slots = job.slots.into_iter().enumerate();
+    let mut failed = None;
+    for (i, slot) in slots.by_ref() {
+        let (g, row) = match slot {
             Slot::Empty => continue,
-            Slot::Bad(rep) => return Err(rep.into()),
-            Slot::Sample(s) => s,
-        };
-        match fill_sample(&mut batch, i, &s, sh, ws, &col, &mut boxes) {
-            Ok(()) => {
-                batch.padding[i] = false;
-                batch.image_ids[i] = s.image_id;
-                batch.sources[i] = s.source;
+            Slot::Bad(rep) => {
+                failed = Some(rep);
+                break;
             }
-            Err(reason) => {
+            Slot::Sample(g, row) => (g, row),
+        };
+        let r = fill_sample(&mut batch, i, &g, row, sh, ws, &col, &mut boxes);
+        g.release(row);
+        match r {
+            Ok(true) => batch.padding[i] = false,
+            Ok(false) => {
+                // Missing a required task: padding.
+                col.clear(&mut batch.tasks, i);
+                clear_image(&mut batch.images, i, hw);
+                sh.metrics.missing_required.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((image_id, reason)) => {
                 let rep = CorruptReport {
-                    file: s.file.to_string(),
-                    row_group: s.row_group,
-                    image_id: Some(s.image_id.clone()),
+                    file: g.images.path.to_string(),
+                    row_group: g.row_group,
+                    image_id,
                     reason,
                 };
                 match sh.corrupt {
-                    CorruptPolicy::Fail => return Err(rep.into()),
+                    CorruptPolicy::Fail => {
+                        failed = Some(rep);
+                        break;
+                    }
                     CorruptPolicy::Skip => {
-                        clear_slot(&mut batch, i, hw, &sh.tasks);
+                        col.clear(&mut batch.tasks, i);
+                        clear_image(&mut batch.images, i, hw);
+                        batch.image_ids[i].clear();
+                        batch.sources[i].clear();
                         for v in boxes.values_mut() {
                             if let Some(x) = v.get_mut(i) {
                                 x.clear();
                             }
                         }
-                        sh.skipped
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(rep);
+                        // A whole group that cannot be read is reported once.
+                        if rep.image_id.is_some() || !g.reported.swap(true, Ordering::Relaxed) {
+                            sh.skip(rep);
+                        }
                     }
                 }
             }
         }
+    }
+    // Rows of the job not reached (after a failure) are given up too.
+    for (_, slot) in slots {
+        if let Slot::Sample(g, row) = slot {
+            g.release(row);
+        }
+    }
+    if let Some(rep) = failed {
+        return Err(rep.into());
     }
     let t0 = Instant::now();
     for (name, tb) in batch.tasks.iter_mut() {
@@ -1187,30 +1384,10 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
     Ok(batch)
 }
 
-/// Resets slot `i` to padding after a sample failed half-way.
-fn clear_slot(batch: &mut Batch, i: usize, hw: usize, tasks: &[TaskDef]) {
-    match &mut batch.images {
+fn clear_image(images: &mut Images, i: usize, hw: usize) {
+    match images {
         Images::U8(v) => v[i * 3 * hw..(i + 1) * 3 * hw].fill(0),
         Images::F32(v) => v[i * 3 * hw..(i + 1) * 3 * hw].fill(0.0),
-    }
-    for t in tasks {
-        let Some(tb) = batch.tasks.get_mut(&t.name) else {
-            continue;
-        };
-        tb.present[i] = false;
-        match &mut tb.data {
-            TaskData::Classification { num_classes, probs } => {
-                probs[i * *num_classes..(i + 1) * *num_classes].fill(0.0)
-            }
-            TaskData::Segmentation { mask, ignore_index } => {
-                mask[i * hw..(i + 1) * hw].fill(*ignore_index)
-            }
-            TaskData::Depth { depth, valid } => {
-                depth[i * hw..(i + 1) * hw].fill(0.0);
-                valid[i * hw..(i + 1) * hw].fill(false);
-            }
-            TaskData::Detection { .. } => {}
-        }
     }
 }
 
@@ -1236,60 +1413,125 @@ pub(crate) fn to_planar<T: Copy>(
     }
 }
 
+/// What went wrong with a sample: its image id when known, and why.
+type SampleError = (Option<String>, String);
+
+/// Fills slot `i` with row `row` of group `g`: `Ok(false)` when a required
+/// task has no label (the slot stays padding).
+#[allow(clippy::too_many_arguments)]
 fn fill_sample(
     batch: &mut Batch,
     i: usize,
-    s: &SampleIn,
+    g: &OpenGroup,
+    row: usize,
     sh: &Shared,
     ws: &mut WorkerState,
     col: &batch::Collator<'_>,
     boxes: &mut BTreeMap<String, Vec<Vec<batch::BoxOut>>>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<bool, SampleError> {
     let (w, h) = sh.size;
     let hw = (w * h) as usize;
-    let Some(bytes) = &s.image else {
-        return Err(match &s.uri {
+    let t_read = Instant::now();
+    let (img_block, k) = g.images.get(row).map_err(|e| (None, e))?;
+    let fetch::Decoded::Images {
+        ids,
+        source,
+        image,
+        uri,
+    } = &*img_block
+    else {
+        return Err((None, "image columns expected".into()));
+    };
+    let image_id = ids.value(k);
+    let err = |e: String| (Some(image_id.to_owned()), e);
+    // Every task's block first: a required task without a label leaves the
+    // slot as padding before any pixel is decoded.
+    let mut labels = Vec::with_capacity(sh.tasks.len());
+    for (ti, file) in g.labels.iter().enumerate() {
+        let Some(file) = file else {
+            labels.push(None);
+            continue;
+        };
+        let (blk, j) = file.get(row).map_err(err)?;
+        labels.push(Some((blk, j, file)));
+        let _ = ti;
+    }
+    let mut refs: Vec<Option<crate::codec::LabelRef<'_>>> = Vec::with_capacity(labels.len());
+    for l in &labels {
+        let Some((blk, j, file)) = l else {
+            refs.push(None);
+            continue;
+        };
+        let fetch::Decoded::Labels(cols) = &**blk else {
+            return Err(err("label columns expected".into()));
+        };
+        if cols.image_id(*j) != image_id {
+            return Err(err(format!(
+                "{}: row {} has image_id {:?} where the image shard has {image_id:?} (misaligned)",
+                file.path,
+                g.first_row as usize + row,
+                cols.image_id(*j)
+            )));
+        }
+        refs.push(cols.get(*j).map_err(|e| err(e.to_string()))?);
+    }
+    Metrics::add(&sh.metrics.read_ns, t_read.elapsed());
+    if sh.required.iter().any(|&t| refs[t].is_none()) {
+        return Ok(false);
+    }
+    let bytes = image
+        .as_ref()
+        .filter(|c| !c.is_null(k))
+        .map(|c| c.as_binary::<i32>().value(k));
+    let Some(bytes) = bytes else {
+        let u = uri
+            .as_ref()
+            .filter(|c| !c.is_null(k))
+            .map(|c| c.as_string::<i32>().value(k));
+        return Err(err(match u {
             Some(u) => {
                 format!("image not embedded (uri {u}); the loader reads embedded images only")
             }
             None => "no image bytes".into(),
-        });
+        }));
     };
     let t0 = Instant::now();
-    augment::decode(bytes, &mut ws.rgb)?;
+    augment::decode(bytes, &mut ws.rgb).map_err(err)?;
     let t1 = Instant::now();
     Metrics::add(&sh.metrics.decode_ns, t1 - t0);
     sh.metrics.decoded.fetch_add(1, Ordering::Relaxed);
-    let mut rng = Rng::new(&[sh.seed, sh.epoch, s.shard, s.row, 3]);
+    let mut rng = Rng::new(&[sh.seed, sh.epoch, g.shard, g.first_row + row as u64, 3]);
     let (iw, ih) = (ws.rgb.width, ws.rgb.height);
-    let g = if sh.augment {
+    let geo = if sh.augment {
         Geometry::draw(&sh.crop, sh.flip, iw, ih, w, h, &mut rng)
     } else {
         Geometry::draw(&Crop::Resize, 0.0, iw, ih, w, h, &mut rng)
     };
-    ws.resizer.render(&ws.rgb, &g, w, h)?;
+    ws.resizer.render(&ws.rgb, &geo, w, h).map_err(err)?;
     let t2 = Instant::now();
     // Interleaved RGB → planar, into the batch, mirrored when flipped.
     let px = ws.resizer.output();
     let slot = i * 3 * hw..(i + 1) * 3 * hw;
     match (&mut batch.images, sh.output) {
-        (Images::U8(v), _) => to_planar(px, &mut v[slot], w as usize, g.flip, |_, x| x),
+        (Images::U8(v), _) => to_planar(px, &mut v[slot], w as usize, geo.flip, |_, x| x),
         (Images::F32(v), ImageOutput::F32 { mean, std }) => {
             let scale = std.map(|s| 1.0 / (255.0 * s));
             let off = [0, 1, 2].map(|c| mean[c] / std[c]);
-            to_planar(px, &mut v[slot], w as usize, g.flip, |c, x| {
+            to_planar(px, &mut v[slot], w as usize, geo.flip, |c, x| {
                 x as f32 * scale[c] - off[c]
             })
         }
-        (Images::F32(_), ImageOutput::U8) => return Err("image buffer of the wrong type".into()),
+        (Images::F32(_), ImageOutput::U8) => {
+            return Err(err("image buffer of the wrong type".into()))
+        }
     }
     let t3 = Instant::now();
     Metrics::add(&sh.metrics.collate_ns, t3 - t2);
-    for (t, label) in sh.tasks.iter().zip(&s.labels) {
-        let Some(tb) = batch.tasks.get_mut(&t.name) else {
+    for (t, label) in sh.tasks.iter().zip(refs) {
+        let (Some(label), Some(tb)) = (label, batch.tasks.get_mut(&t.name)) else {
             continue;
         };
-        if let Some(bx) = col.put(tb, t, i, label.as_ref(), &g, iw, ih)? {
+        if let Some(bx) = col.put(tb, t, i, label, &geo, iw, ih).map_err(err)? {
             let v = boxes
                 .entry(t.name.clone())
                 .or_insert_with(|| vec![vec![]; sh.batch_size]);
@@ -1297,5 +1539,106 @@ fn fill_sample(
         }
     }
     Metrics::add(&sh.metrics.augment_ns, (t2 - t1) + t3.elapsed());
-    Ok(())
+    batch.image_ids[i] = image_id.to_owned();
+    batch.sources[i] = source
+        .as_ref()
+        .filter(|c| !c.is_null(k))
+        .map(|c| c.as_string::<i32>().value(k).to_owned())
+        .unwrap_or_default();
+    Ok(true)
+}
+
+/// Reads, as the loader would, every (image shard, row group) that holds
+/// the tasks: fetches the columns the options need, decompresses and
+/// parses them, and checks every label, on `workers` threads, decoding no
+/// image. Its time is the read floor of an epoch (`must-ds bench`).
+/// Returns (rows, seconds).
+pub fn read_alone(
+    ds: &Dataset,
+    tasks: &[&str],
+    opts: &LabelOptions,
+    workers: usize,
+) -> Result<(u64, f64)> {
+    let snap = ds.snapshot();
+    let defs: Vec<TaskDef> = tasks
+        .iter()
+        .map(|t| snap.task(t).cloned())
+        .collect::<Result<_>>()?;
+    let mut units = Vec::new();
+    for (&shard, a) in &snap.images {
+        for (g, &rows) in a.row_groups.iter().enumerate() {
+            units.push(Unit {
+                shard,
+                row_group: g,
+                rows: rows as u32,
+                source: String::new(),
+                est_bytes: 0,
+            });
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    let sem = Arc::new(tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS));
+    let footers = FooterCache::new(256);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let rows = AtomicU64::new(0);
+    let t0 = Instant::now();
+    let r: Result<()> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| Error::io("tokio runtime", e))?;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(u) = units.get(i) else { return Ok(()) };
+                        let permit = sem.clone().try_acquire_owned().map_err(|e| {
+                            Error::Loader(format!("read_alone: {e}"))
+                        })?;
+                        let g = rt.block_on(fetch_group(
+                            ds,
+                            u,
+                            &plan::Rows::All,
+                            &defs,
+                            opts,
+                            &footers,
+                            permit,
+                        ))?;
+                        for row in 0..u.rows as usize {
+                            let fail = |e: String| Error::Loader(format!("{}: {e}", g.images.path));
+                            let (img, k) = g.images.get(row).map_err(fail)?;
+                            if let fetch::Decoded::Images { image, .. } = &*img {
+                                std::hint::black_box(image.as_ref().map(|c| c.len() + k));
+                            }
+                            for (t, file) in defs.iter().zip(&g.labels) {
+                                let Some(file) = file else { continue };
+                                let (blk, j) = file.get(row).map_err(fail)?;
+                                if let fetch::Decoded::Labels(cols) = &*blk {
+                                    if let Some(l) = cols.get(j)? {
+                                        l.check(t).map_err(|e| {
+                                            Error::value(cols.location(j), e)
+                                        })?;
+                                    }
+                                }
+                            }
+                            g.release(row);
+                        }
+                        rows.fetch_add(u.rows as u64, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| Error::Loader("a read thread panicked".into()))??;
+        }
+        Ok(())
+    });
+    drop(rt);
+    r?;
+    Ok((rows.load(Ordering::Relaxed), t0.elapsed().as_secs_f64()))
 }

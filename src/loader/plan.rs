@@ -634,3 +634,139 @@ mod tests {
         }
     }
 }
+
+/// Issue 14, item 2: the unit order and the shuffle buffer each depend on
+/// the seed (and the epoch), not only on each other.
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    fn units(n: usize, rows: u32) -> Vec<Unit> {
+        (0..n)
+            .map(|i| Unit {
+                shard: i as u64,
+                row_group: 0,
+                rows,
+                source: "a".into(),
+                est_bytes: 1000,
+            })
+            .collect()
+    }
+
+    fn plain() -> Mixing {
+        Mixing {
+            weights: None,
+            epoch_size: None,
+        }
+    }
+
+    fn order(u: &[Unit], m: &Mixing, seed: u64, epoch: u64) -> Vec<(u32, usize)> {
+        global_order(u, m, seed, epoch)
+            .unwrap()
+            .iter()
+            .map(|s| (s.unit, s.len(u)))
+            .collect()
+    }
+
+    fn opts(seed: u64, epoch: u64, k: usize) -> PlanOptions {
+        PlanOptions {
+            batch_size: 4,
+            shuffle_row_groups: k,
+            pad: true,
+            mixing: plain(),
+            seed,
+            epoch,
+        }
+    }
+
+    /// Every draw of rank 0 as (unit, row).
+    fn draws(u: &[Unit], o: &PlanOptions) -> Vec<(u32, u32)> {
+        let mut p = rank_plan(u, o, &[], 0, 1).unwrap();
+        let mut out = vec![];
+        while let Some(d) = p.sampler.draw() {
+            out.push((p.sampler.slices()[d.slice].unit, d.row));
+        }
+        out
+    }
+
+    #[test]
+    fn the_unit_order_depends_on_the_seed() {
+        let u = units(24, 5);
+        let m = plain();
+        assert_eq!(order(&u, &m, 1, 0), order(&u, &m, 1, 0), "deterministic");
+        for (a, b) in [(1, 2), (2, 3), (0, 1)] {
+            assert_ne!(
+                order(&u, &m, a, 0),
+                order(&u, &m, b, 0),
+                "seeds {a} and {b} give the same unit order: the seed is ignored"
+            );
+        }
+        assert_ne!(order(&u, &m, 1, 0), order(&u, &m, 1, 1), "epoch ignored");
+        // With weights too (the per-source passes and the cut of the last unit).
+        let w = Mixing {
+            weights: Some([("a".to_owned(), 1.0)].into()),
+            epoch_size: Some(57),
+        };
+        assert_ne!(
+            order(&u, &w, 1, 0),
+            order(&u, &w, 2, 0),
+            "weighted: the seed is ignored"
+        );
+        // Through the plan: with one open unit at a time (k = 1), the units are
+        // visited in plan order.
+        let visited = |seed| {
+            let mut v: Vec<u32> = draws(&u, &opts(seed, 0, 1))
+                .into_iter()
+                .map(|d| d.0)
+                .collect();
+            v.dedup();
+            v
+        };
+        assert_eq!(visited(1).len(), 24);
+        assert_ne!(visited(1), visited(2), "rank plan: the seed is ignored");
+    }
+
+    #[test]
+    fn the_shuffle_buffer_depends_on_the_seed() {
+        // One unit: the global order is the same for every seed, so any
+        // difference comes from the shuffle buffer's generator.
+        let one = units(1, 64);
+        let rows = |d: Vec<(u32, u32)>| d.into_iter().map(|x| x.1).collect::<Vec<_>>();
+        let a = rows(draws(&one, &opts(1, 0, 2)));
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, (0..64).collect::<Vec<_>>(), "rows are not shuffled");
+        assert_eq!(a, rows(draws(&one, &opts(1, 0, 2))), "deterministic");
+        for (s, t) in [(1, 2), (2, 3), (0, 1)] {
+            assert_ne!(
+                rows(draws(&one, &opts(s, 0, 2))),
+                rows(draws(&one, &opts(t, 0, 2))),
+                "seeds {s} and {t} draw the same rows: the shuffle buffer ignores the seed"
+            );
+        }
+        assert_ne!(
+            a,
+            rows(draws(&one, &opts(1, 1, 2))),
+            "the shuffle buffer ignores the epoch"
+        );
+        // The sampler itself: same slices, other generators, other orders; and
+        // with K open slices, draws interleave them.
+        let u = units(4, 16);
+        let slices: Vec<Slice> = (0..4)
+            .map(|i| Slice {
+                unit: i,
+                rows: Rows::All,
+            })
+            .collect();
+        let run = |seed: u64| {
+            let mut s = Sampler::new(slices.clone(), &u, 2, Rng::new(&[seed]));
+            std::iter::from_fn(move || s.draw().map(|d| (d.slice, d.row))).collect::<Vec<_>>()
+        };
+        assert_eq!(run(1).len(), 64);
+        assert_ne!(run(1), run(2));
+        let first: Vec<usize> = run(1)[..16].iter().map(|d| d.0).collect();
+        assert!(
+            first.contains(&0) && first.contains(&1),
+            "two open slices are drawn from together: {first:?}"
+        );
+    }
+}

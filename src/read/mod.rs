@@ -73,12 +73,12 @@ impl FooterCache {
         }
     }
 
-    fn get(&self, file: &str) -> Option<ArrowReaderMetadata> {
+    pub(crate) fn get(&self, file: &str) -> Option<ArrowReaderMetadata> {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.0.get(file).cloned()
     }
 
-    fn put(&self, file: &str, meta: ArrowReaderMetadata) {
+    pub(crate) fn put(&self, file: &str, meta: ArrowReaderMetadata) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.0.insert(file.to_owned(), meta).is_none() {
             g.1.push_back(file.to_owned());

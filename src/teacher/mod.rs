@@ -244,7 +244,10 @@ fn covered(
         // Input pixels where the image starts and ends.
         let a = (-origin / step).max(0.0) / input * m as f64;
         let b = ((len - origin) / step).min(input) / input * m as f64;
-        let (a, b) = (a.floor() as usize, (b.ceil() as usize).min(m));
+        // Ends that are whole numbers up to rounding (37.333 / 1.333 =
+        // 28.000000000000004) must not take in a pixel of padding.
+        let whole = |v: f64| if (v - v.round()).abs() < 1e-6 { v.round() } else { v };
+        let (a, b) = (whole(a).floor() as usize, (whole(b).ceil() as usize).min(m));
         a.min(b.saturating_sub(1))..b.max(a + 1).min(m)
     };
     match p.resize {

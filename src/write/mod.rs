@@ -62,10 +62,16 @@ pub(crate) fn base_properties(table: &str, extra: Vec<KeyValue>) -> WriterProper
         .set_key_value_metadata(Some(kv))
 }
 
-/// Blob settings: no dictionary, no statistics, given compression, and
-/// small write batches, which keep pages of large blobs small (huge pages
-/// have broken readers). The batch size is per file, so files without
-/// blobs keep the default.
+/// Most bytes of a blob column's data page: a full-resolution map is a page
+/// of its own, small maps share one. The loader decodes a block of pages
+/// when it needs one of its rows, so this bounds the bytes it decompresses
+/// for one sample.
+pub const BLOB_PAGE_BYTES: usize = 64 << 10;
+
+/// Blob settings: no dictionary, no statistics, given compression, pages of
+/// at most [`BLOB_PAGE_BYTES`] (one map a page when maps are larger), and
+/// small write batches (huge pages have broken readers). The batch size is
+/// per file, so files without blobs keep the default.
 pub(crate) fn blob_column(
     b: WriterPropertiesBuilder,
     name: &str,
@@ -76,7 +82,8 @@ pub(crate) fn blob_column(
         .set_column_compression(col.clone(), compression)
         .set_column_dictionary_enabled(col.clone(), false)
         .set_column_statistics_enabled(col.clone(), EnabledStatistics::None)
-        .set_column_write_page_header_statistics(col, false)
+        .set_column_write_page_header_statistics(col.clone(), false)
+        .set_column_data_page_size_limit(col, BLOB_PAGE_BYTES)
 }
 
 impl Dataset {

@@ -461,3 +461,112 @@ fn render_draws_boxes_in_their_class_color() {
     ]);
     assert!(!o.status.success() && util::stderr(&o).contains("nope"));
 }
+
+/// `validate` decodes every embedded image: one that does not decode, and
+/// one whose recorded width is wrong, are reported with their file, row and
+/// id although every checksum in the log is right (so `--no-decode`
+/// passes).
+#[test]
+fn validate_decodes_images_whose_checksums_are_right() {
+    use arrow_array::{Array, RecordBatch, UInt32Array};
+    use must_ds::write::{EncodedFile, ImageShardOptions, ImageShardWriter};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    let rt = util::rt();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ds");
+    let url = root.to_str().unwrap();
+    let mut ds = rt.block_on(Dataset::init(url, Default::default())).unwrap();
+    let photos = util::photos();
+    let opts = || ImageShardOptions {
+        row_group_rows: 4,
+        ..Default::default()
+    };
+
+    // Shard 0: row 5 is a PNG cut short (its header is whole).
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 3, y as u8 * 5, 90]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let png = png.into_inner();
+    let mut w = ImageShardWriter::new(opts()).unwrap();
+    for i in 0..8 {
+        let bytes = &photos[i % photos.len()].1;
+        if i == 5 {
+            w.add_image("cut-short", "t", &png[..png.len() / 2]).unwrap();
+        } else {
+            w.add_image(&format!("a-{i}"), "t", bytes).unwrap();
+        }
+    }
+    let a = rt.block_on(ds.add_image_shard(w.finish().unwrap())).unwrap();
+
+    // Shard 1: row 2 records a width 16 pixels too large, rewritten before
+    // the commit so that the log's checksum is of the wrong file.
+    let mut w = ImageShardWriter::new(opts()).unwrap();
+    let mut sizes = vec![];
+    for i in 0..4 {
+        sizes.push(w.add_image(&format!("b-{i}"), "t", &photos[i].1).unwrap());
+    }
+    let good = w.finish().unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(good.bytes.clone()).unwrap();
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned();
+    let schema = reader.schema().clone();
+    assert_eq!(reader.metadata().num_row_groups(), 1);
+    let batches: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(kv)
+        .build();
+    let mut out = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).unwrap();
+    let mut row = 0;
+    for b in &batches {
+        let col = b.schema().index_of("width").unwrap();
+        let widths = b
+            .column(col)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .unwrap();
+        let fixed: UInt32Array = (0..widths.len())
+            .map(|i| widths.value(i) + if row + i == 2 { 16 } else { 0 })
+            .collect();
+        row += widths.len();
+        let mut cols = b.columns().to_vec();
+        cols[col] = std::sync::Arc::new(fixed);
+        out.write(&RecordBatch::try_new(b.schema(), cols).unwrap())
+            .unwrap();
+    }
+    let bytes = out.into_inner().unwrap();
+    let wrong = EncodedFile {
+        bytes: bytes.into(),
+        ..good
+    };
+    let b = rt.block_on(ds.add_image_shard(wrong)).unwrap();
+
+    // The checksums are right: without decoding, nothing is wrong.
+    let quick = util::must(&["validate", url, "--no-decode"]);
+    assert!(
+        quick.status.success(),
+        "checksums and sizes match the log: {}",
+        util::stdout(&quick)
+    );
+    let (w2, h2) = sizes[2];
+    let v = finds(
+        &root,
+        &[
+            &format!("{}, row 5", a.path),
+            "\"cut-short\"",
+            "does not decode",
+            &format!("{}, row 2", b.path),
+            "b-2",
+            &format!("decodes to {w2}x{h2} but width/height say {}x{h2}", w2 + 16),
+        ],
+    );
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "only the two bad images: {problems:?}");
+    let text = util::stdout(&util::must(&["validate", url]));
+    assert!(!text.contains("checksum mismatch"), "{text}");
+}

@@ -1,10 +1,10 @@
-//! Writers killed with SIGKILL at random moments (while writing a data
-//! file, between a data file and its commit, during a checkpoint): the
+//! Writers killed with SIGKILL at moments found by watching the dataset
+//! (after the k-th commit, between a data file and its commit): the
 //! dataset always opens, no partial file is ever part of it, rerunning the
 //! same job finishes it, and vacuum removes exactly the orphans.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use must_ds::Dataset;
 use rand::{Rng, SeedableRng};
@@ -28,14 +28,13 @@ fn killed_writers_lose_nothing_and_leave_only_orphans() {
     }
     let rt = util::rt();
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let mut full = Duration::from_secs(3600);
-    let (mut killed, mut orphans_seen) = (0, 0);
+    let (mut killed, mut orphans_seen, mut partial) = (0, 0, 0);
     for round in 0..12 {
         let root = work.path().join(format!("ds{round}"));
         let root_s = root.to_str().unwrap();
         assert!(util::must(&["init", root_s]).status.success());
-        let job = |kill_after: Option<Duration>| -> bool {
-            let mut child = std::process::Command::new(util::bin())
+        let spawn = || {
+            std::process::Command::new(util::bin())
                 .args([
                     "ingest",
                     root_s,
@@ -54,39 +53,35 @@ fn killed_writers_lose_nothing_and_leave_only_orphans() {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
-                .unwrap();
-            let Some(d) = kill_after else {
-                assert!(child.wait().unwrap().success());
-                return false;
-            };
-            let start = Instant::now();
-            while start.elapsed() < d {
-                if child.try_wait().unwrap().is_some() {
-                    return false;
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            let _ = child.kill(); // SIGKILL
-            let _ = child.wait();
-            true
+                .unwrap()
         };
-        if round == 0 {
-            // An uninterrupted run on a scratch dataset times the job, to aim the kills inside it.
-            // The fastest of two runs: the first one also pays for cold caches.
-            for _ in 0..2 {
-                let t0 = Instant::now();
-                job(None);
-                full = full.min(t0.elapsed()).max(Duration::from_millis(5));
-                std::fs::remove_dir_all(&root).unwrap();
-                assert!(util::must(&["init", root_s]).status.success());
-            }
-        }
-        if job(Some(full.mul_f64(rng.random_range(0.05..0.95)))) {
-            killed += 1;
+        // Kills are aimed by watching the dataset, not the clock: even rounds
+        // after the k-th commit (k random), odd rounds as soon as an image
+        // shard is on disk that no commit references yet.
+        let kill_at = if round % 2 == 0 {
+            Kill::AfterCommit(rng.random_range(1..IMAGES / 2))
         } else {
-            // The job ran faster than timed (warm caches): aim the next kills earlier.
-            full = full.mul_f64(0.5).max(Duration::from_millis(2));
-        }
+            Kill::BeforeCommit
+        };
+        let mut child = spawn();
+        let landed = loop {
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            let commits = count(&root.join("_must/log"), ".json").saturating_sub(1); // after init
+            let shards = count(&root.join("images"), ".parquet");
+            let now = match kill_at {
+                Kill::AfterCommit(k) => commits >= k,
+                Kill::BeforeCommit => shards > commits,
+            };
+            if now {
+                let _ = child.kill(); // SIGKILL
+                break true;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        };
+        let _ = child.wait();
+        killed += landed as usize;
         // It always opens, and everything it references is whole.
         let ds = rt
             .block_on(Dataset::open(root_s))
@@ -101,13 +96,16 @@ fn killed_writers_lose_nothing_and_leave_only_orphans() {
                 .collect()
         };
         let before = ids(&ds);
+        if landed && !before.is_empty() && before.len() < IMAGES {
+            partial += 1;
+        }
         assert_eq!(
             before.iter().collect::<BTreeSet<_>>().len(),
             before.len(),
             "round {round}: no image twice"
         );
         // Rerunning the same job finishes it: every image exactly once.
-        job(None);
+        assert!(spawn().wait().unwrap().success(), "round {round}");
         let ds = rt.block_on(Dataset::open(root_s)).unwrap();
         let after = ids(&ds);
         assert_eq!(
@@ -143,9 +141,33 @@ fn killed_writers_lose_nothing_and_leave_only_orphans() {
         assert_eq!(on_disk(), referenced, "round {round}");
         assert!(util::must(&["validate", root_s]).status.success());
     }
-    // The kills did land inside the job (their orphans were vacuumed above).
+    eprintln!("{killed} of 12 runs killed, {orphans_seen} orphans, {partial} partial datasets");
+    // The kills did land inside the job, between data files and commits.
     assert!(
-        killed >= 3,
+        killed >= 8,
         "only {killed} of 12 runs were killed ({orphans_seen} orphans)"
     );
+    assert!(orphans_seen > 0, "no kill left an orphan data file");
+    assert!(
+        partial > 0,
+        "no kill left a partial dataset ({killed} killed)"
+    );
+}
+
+#[derive(Clone, Copy)]
+enum Kill {
+    /// Once this many commits follow `init`.
+    AfterCommit(usize),
+    /// Once an image shard is on disk that no commit references yet.
+    BeforeCommit,
+}
+
+/// Whole files in `dir` whose names end with `ext` (a store's temporary
+/// files, `name#n`, are not counted).
+fn count(dir: &std::path::Path, ext: &str) -> usize {
+    std::fs::read_dir(dir).map_or(0, |rd| {
+        rd.flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(ext))
+            .count()
+    })
 }

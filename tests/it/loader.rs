@@ -198,8 +198,9 @@ fn shapes_dataset(root: &str) -> Vec<String> {
     let mut ids = vec![];
     for i in 0..24u32 {
         let (iw, ih) = (160 + 8 * i, 120 + 4 * (i % 5));
-        let (x0, y0) = (10 + 3 * i, 12 + 2 * (i % 7));
-        let (x1, y1) = (x0 + 50 + i, y0 + 40);
+        // Even corners: the half-resolution mask covers the rectangle exactly.
+        let (x0, y0) = (10 + 2 * i, 12 + 2 * (i % 7));
+        let (x1, y1) = (x0 + 50 + 2 * (i % 4), y0 + 40);
         let img = image::RgbImage::from_fn(iw, ih, |x, y| {
             if x >= x0 && x < x1 && y >= y0 && y < y1 {
                 image::Rgb([230, 20, 20])
@@ -263,15 +264,136 @@ fn shapes_dataset(root: &str) -> Vec<String> {
     ids
 }
 
-#[test]
-fn augmentation_keeps_boxes_masks_and_depth_on_their_pixels() {
+/// Bounding box `[x0, y0, x1, y1)` of the pixels of a `w`×`h` grid where `f` holds.
+fn bbox(w: usize, h: usize, f: impl Fn(usize, usize) -> bool) -> Option<[usize; 4]> {
+    let mut bb: Option<[usize; 4]> = None;
+    for y in 0..h {
+        for x in 0..w {
+            if f(x, y) {
+                let b = bb.get_or_insert([x, y, x + 1, y + 1]);
+                *b = [b[0].min(x), b[1].min(y), b[2].max(x + 1), b[3].max(y + 1)];
+            }
+        }
+    }
+    bb
+}
+
+/// Where the red rectangle of every sample lands, seen in the image, the
+/// mask, the depth map (scaled to output pixels) and the box.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    id: String,
+    image: Option<[usize; 4]>,
+    mask: Option<[usize; 4]>,
+    depth: Option<[usize; 4]>,
+    boxes: Vec<[f32; 4]>,
+    /// Label pixels outside the image: (mask is ignore_index, depth is NaN, image is black).
+    outside: Vec<(bool, bool, bool)>,
+}
+
+fn seen(b: &Batch, stride: usize) -> Vec<Seen> {
+    let (w, h) = (b.width as usize, b.height as usize);
+    let (lw, lh) = (b.label_width as usize, b.label_height as usize);
+    assert_eq!((lw * stride, lh * stride), (w, h));
+    let must_ds::loader::Images::U8(px) = &b.images else {
+        unreachable!()
+    };
+    let TaskData::Segmentation {
+        mask: must_ds::loader::Mask::U8(mask),
+        ..
+    } = &b.task("seg").unwrap().data
+    else {
+        unreachable!()
+    };
+    let TaskData::Depth { depth } = &b.task("depth").unwrap().data else {
+        unreachable!()
+    };
+    let TaskData::Detection {
+        boxes,
+        valid,
+        max_boxes,
+        ..
+    } = &b.task("det").unwrap().data
+    else {
+        unreachable!()
+    };
+    assert_eq!(mask.len(), b.batch_size * lw * lh);
+    assert_eq!(depth.len(), b.batch_size * lw * lh);
+    (0..b.batch_size)
+        .filter(|&i| !b.padding[i])
+        .map(|i| {
+            let plane = |c: usize, x: usize, y: usize| px[((i * 3 + c) * h + y) * w + x];
+            let red = |x: usize, y: usize| plane(0, x, y) > 170 && plane(1, x, y) < 80;
+            let black = |x: usize, y: usize| (0..3).all(|c| plane(c, x, y) < 12);
+            let m = |x: usize, y: usize| mask[(i * lh + y) * lw + x];
+            let d = |x: usize, y: usize| depth[(i * lh + y) * lw + x].to_f32();
+            let scale = |bb: Option<[usize; 4]>| bb.map(|b| b.map(|v| v * stride));
+            let mut outside = vec![];
+            for y in 0..lh {
+                for x in 0..lw {
+                    let (cx, cy) = (x * stride + stride / 2, y * stride + stride / 2);
+                    // Only where the image's edge is not within a pixel.
+                    let near = |f: &dyn Fn(usize, usize) -> bool| {
+                        (cy.saturating_sub(1)..(cy + 2).min(h))
+                            .all(|yy| (cx.saturating_sub(1)..(cx + 2).min(w)).all(|xx| f(xx, yy)))
+                    };
+                    let all_black = near(&black);
+                    let none_black = near(&|x, y| !black(x, y));
+                    if all_black || none_black {
+                        outside.push((m(x, y) == 255, d(x, y).is_nan(), all_black));
+                    }
+                }
+            }
+            Seen {
+                id: b.image_ids[i].clone(),
+                image: bbox(w, h, red),
+                mask: scale(bbox(lw, lh, |x, y| m(x, y) == 1)),
+                depth: scale(bbox(lw, lh, |x, y| d(x, y) == 2.0)),
+                boxes: (0..*max_boxes)
+                    .filter(|j| valid[i * max_boxes + j])
+                    .map(|j| {
+                        let k = (i * max_boxes + j) * 4;
+                        [boxes[k], boxes[k + 1], boxes[k + 2], boxes[k + 3]]
+                    })
+                    .collect(),
+                outside,
+            }
+        })
+        .collect()
+}
+
+fn shapes_loader(root: &str, crop: Crop, stride: u32, flip: f64, epoch: u64) -> Vec<Batch> {
+    LoaderBuilder::open(root, None)
+        .task("det", false)
+        .task("seg", true)
+        .task("depth", false)
+        .batch_size(6)
+        .output_size(96, 80)
+        .label_stride(stride)
+        .crop(crop)
+        .flip(flip)
+        .epoch(epoch)
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+fn near(a: [usize; 4], b: [usize; 4], tol: usize) -> bool {
+    a.iter().zip(&b).all(|(x, y)| x.abs_diff(*y) <= tol)
+}
+
+/// The image's red rectangle, the mask's, the depth map's and the box agree
+/// on all four sides (within a pixel of the output, or of the label grid at
+/// a stride); label pixels outside the image are ignore_index and NaN.
+fn check_alignment(stride: usize) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("shapes");
     let root = root.to_str().unwrap();
     shapes_dataset(root);
     let (w, h) = (96usize, 80usize);
-    let mut checked_boxes = 0;
-    let mut flips = 0;
+    let tol = stride.max(1) + 1;
+    let (mut checked, mut outside_seen) = (0, 0);
     for (epoch, crop) in [
         (
             0,
@@ -289,108 +411,95 @@ fn augmentation_keeps_boxes_masks_and_depth_on_their_pixels() {
             },
         ),
     ] {
-        let loader = LoaderBuilder::open(root, None)
-            .task("det", false)
-            .task("seg", true)
-            .task("depth", false)
-            .batch_size(6)
-            .output_size(w as u32, h as u32)
-            .crop(crop)
-            .epoch(epoch)
-            .build()
-            .unwrap();
-        for b in loader {
-            let b = b.unwrap();
-            let Some(must_ds::loader::Images::U8(px)) = Some(&b.images) else {
-                unreachable!()
-            };
-            let TaskData::Segmentation { mask, .. } = &b.task("seg").unwrap().data else {
-                unreachable!()
-            };
-            let TaskData::Depth { depth, valid } = &b.task("depth").unwrap().data else {
-                unreachable!()
-            };
-            let TaskData::Detection {
-                boxes,
-                valid: bv,
-                max_boxes,
-                ..
-            } = &b.task("det").unwrap().data
-            else {
-                unreachable!()
-            };
-            for i in 0..b.batch_size {
-                let plane = |c: usize, x: usize, y: usize| px[((i * 3 + c) * h + y) * w + x];
-                let red = |x: usize, y: usize| plane(0, x, y) > 170 && plane(1, x, y) < 80;
-                let gray =
-                    |x: usize, y: usize| (plane(0, x, y) as i32 - plane(1, x, y) as i32).abs() < 40;
-                // Mask and depth agree with the pixels wherever the map says so.
-                let (mut agree, mut total) = (0, 0);
-                for y in 0..h {
-                    for x in 0..w {
-                        let m = mask[(i * h + y) * w + x];
-                        if m == 255 {
-                            continue;
-                        }
-                        total += 1;
-                        let d = depth[(i * h + y) * w + x];
-                        assert!(valid[(i * h + y) * w + x]);
-                        assert_eq!(d, if m == 1 { 2.0 } else { 1.0 });
-                        if (m == 1 && red(x, y)) || (m == 0 && gray(x, y)) {
-                            agree += 1;
-                        }
-                    }
+        for b in shapes_loader(root, crop, stride as u32, 0.5, epoch) {
+            for s in seen(&b, stride) {
+                for (ignored, nan, black) in &s.outside {
+                    // The mask and the depth map each agree with the pixels.
+                    assert_eq!(ignored, black, "{}: mask outside the image", s.id);
+                    assert_eq!(nan, black, "{}: depth outside the image", s.id);
+                    outside_seen += *black as usize;
                 }
-                // Edges blur; everything else must match.
-                assert!(
-                    agree as f64 >= 0.93 * total as f64,
-                    "sample {}: {agree}/{total}",
-                    b.image_ids[i]
-                );
-                // The box covers the red pixels, and only them.
-                for j in 0..*max_boxes {
-                    if !bv[i * max_boxes + j] {
-                        continue;
-                    }
-                    let bx = &boxes[(i * max_boxes + j) * 4..(i * max_boxes + j) * 4 + 4];
-                    let (x0, y0, x1, y1) = (
-                        bx[0].ceil() as usize + 1,
-                        bx[1].ceil() as usize + 1,
-                        bx[2] as usize,
-                        bx[3] as usize,
-                    );
-                    if x1 <= x0 + 1 || y1 <= y0 + 1 {
-                        continue;
-                    }
-                    for y in y0..y1.saturating_sub(1) {
-                        for x in x0..x1.saturating_sub(1) {
-                            assert!(
-                                red(x, y),
-                                "{}: ({x},{y}) inside box {bx:?} is not red",
-                                b.image_ids[i]
-                            );
-                        }
-                    }
-                    // Just outside (when inside the output), not red.
-                    if bx[2] as usize + 2 < w {
-                        let yc = (y0 + y1) / 2;
-                        assert!(
-                            !red(bx[2] as usize + 2, yc),
-                            "{}: right of box {bx:?} is red",
-                            b.image_ids[i]
-                        );
-                    }
-                    checked_boxes += 1;
+                let Some(img) = s.image else { continue };
+                // Only rectangles that cover a real share of the output,
+                // away from the output's edge where clipping cuts them.
+                let area = (img[2] - img[0]) * (img[3] - img[1]);
+                if area * 50 < w * h || img[2] - img[0] < 4 || img[3] - img[1] < 4 {
+                    continue;
                 }
-                // A flip shows in the red's side relative to the box: count flips via the image alone.
-                if (0..h).any(|y| red(w - 1, y)) {
-                    flips += 1;
-                }
+                let mask = s.mask.unwrap_or_else(|| panic!("{}: no mask rectangle", s.id));
+                let depth = s.depth.unwrap_or_else(|| panic!("{}: no depth rectangle", s.id));
+                assert!(near(img, mask, tol), "{}: image {img:?} mask {mask:?}", s.id);
+                assert!(near(img, depth, tol), "{}: image {img:?} depth {depth:?}", s.id);
+                assert_eq!(s.boxes.len(), 1, "{}: one box", s.id);
+                let bx = s.boxes[0].map(|v| v.round() as usize);
+                assert!(near(img, bx, 1), "{}: image {img:?} box {:?}", s.id, s.boxes[0]);
+                checked += 1;
             }
         }
     }
-    assert!(checked_boxes > 30, "only {checked_boxes} boxes checked");
-    assert!(flips > 0);
+    assert!(checked > 30, "only {checked} rectangles checked");
+    assert!(outside_seen > 100, "scale jitter left only {outside_seen} label pixels outside");
+}
+
+#[test]
+fn augmentation_keeps_boxes_masks_and_depth_on_their_pixels() {
+    check_alignment(1);
+}
+
+#[test]
+fn augmentation_keeps_labels_aligned_at_label_stride_4() {
+    check_alignment(4);
+}
+
+#[test]
+fn a_flip_mirrors_the_image_mask_depth_and_boxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shapes");
+    let root = root.to_str().unwrap();
+    shapes_dataset(root);
+    let w = 96usize;
+    let crop = Crop::RandomResized {
+        scale: (0.3, 1.0),
+        ratio: (0.75, 1.33),
+    };
+    for stride in [1usize, 4] {
+        let plain = shapes_loader(root, crop.clone(), stride as u32, 0.0, 0);
+        let flipped = shapes_loader(root, crop.clone(), stride as u32, 1.0, 0);
+        let mut mirrored = 0;
+        for (a, b) in plain.iter().zip(&flipped) {
+            assert_eq!(a.image_ids, b.image_ids, "the same samples, the same crops");
+            for (p, f) in seen(a, stride).into_iter().zip(seen(b, stride)) {
+                let mirror = |bb: [usize; 4]| [w - bb[2], bb[1], w - bb[0], bb[3]];
+                let (Some(pi), Some(fi)) = (p.image, f.image) else {
+                    assert_eq!(p.image, f.image, "{}", p.id);
+                    continue;
+                };
+                assert!(near(mirror(pi), fi, 1), "{}: image {pi:?} flipped {fi:?}", p.id);
+                for (what, x, y) in [("mask", p.mask, f.mask), ("depth", p.depth, f.depth)] {
+                    let (Some(x), Some(y)) = (x, y) else {
+                        assert_eq!(x, y, "{}: {what}", p.id);
+                        continue;
+                    };
+                    assert!(near(mirror(x), y, stride), "{}: {what} {x:?} flipped {y:?}", p.id);
+                }
+                assert_eq!(p.boxes.len(), f.boxes.len());
+                for (pb, fb) in p.boxes.iter().zip(&f.boxes) {
+                    let m = [w as f32 - pb[2], pb[1], w as f32 - pb[0], pb[3]];
+                    assert!(
+                        m.iter().zip(fb).all(|(a, b)| (a - b).abs() < 1e-3),
+                        "{}: box {pb:?} flipped {fb:?}",
+                        p.id
+                    );
+                }
+                // The rectangle is not symmetric about the centre, so a
+                // missing flip would show.
+                if mirror(pi) != pi {
+                    mirrored += 1;
+                }
+            }
+        }
+        assert!(mirrored > 10, "stride {stride}: only {mirrored} samples compared");
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod conformance;
 mod crashes;
 mod faults;
 mod loader;
+mod loader_semantics;
 mod python;
 mod s3;
 mod scale;

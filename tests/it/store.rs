@@ -226,3 +226,73 @@ fn checkpoints_make_opening_skip_old_log_files() {
     assert_eq!(shards, (0..9).collect::<Vec<_>>());
     let _ = AddImages::clone(&replayed[10].images[&0]);
 }
+
+/// A damaged checkpoint (cut short, overwritten, another version's, or a
+/// damaged hint) is skipped: opening replays the log and gets the same
+/// state as with a good checkpoint, at the latest and at older versions.
+#[test]
+fn a_damaged_checkpoint_falls_back_to_replaying_the_log() {
+    let rt = util::rt();
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().to_str().unwrap();
+    let opts = DatasetOptions::default().with_checkpoint_interval(4);
+    let mut ds = rt
+        .block_on(Dataset::init_with(url, Default::default(), opts))
+        .unwrap();
+    rt.block_on(ds.define_task(cls_task())).unwrap();
+    for i in 0..9 {
+        rt.block_on(ds.add_image_shard(one_image_shard(i))).unwrap();
+    }
+    assert_eq!(ds.version(), 10);
+    let want: Vec<_> = (0..=10)
+        .map(|v| {
+            rt.block_on(Dataset::open_at(url, v))
+                .unwrap()
+                .snapshot()
+                .clone()
+        })
+        .collect();
+    assert_eq!(want[10].images.len(), 9);
+    let cp8 = dir.path().join(layout::checkpoint_file(8));
+    let cp4 = dir.path().join(layout::checkpoint_file(4));
+    let hint = dir.path().join(layout::LAST_CHECKPOINT);
+    let good = std::fs::read(&cp8).unwrap();
+    let good_hint = std::fs::read(&hint).unwrap();
+    let damages: Vec<(&str, Vec<u8>)> = vec![
+        ("cut short", good[..good.len() / 2].to_vec()),
+        ("overwritten", vec![0x5a; good.len()]),
+        ("empty", vec![]),
+        ("checkpoint 4 under the name of 8", std::fs::read(&cp4).unwrap()),
+    ];
+    for (what, bytes) in damages {
+        std::fs::write(&cp8, &bytes).unwrap();
+        let latest = rt
+            .block_on(Dataset::open(url))
+            .unwrap_or_else(|e| panic!("checkpoint 8 {what}: {e}"));
+        assert_eq!(latest.version(), 10, "checkpoint 8 {what}");
+        assert_eq!(latest.snapshot(), &want[10], "checkpoint 8 {what}");
+        for v in [8, 9] {
+            let old = rt
+                .block_on(Dataset::open_at(url, v))
+                .unwrap_or_else(|e| panic!("checkpoint 8 {what}, version {v}: {e}"));
+            assert_eq!(old.snapshot(), &want[v as usize], "checkpoint 8 {what}");
+        }
+    }
+    std::fs::write(&cp8, &good).unwrap();
+    // A damaged hint: the newest checkpoint is found by listing.
+    for bad in [&b"{ not json"[..], b"{\"version\": 99}", b""] {
+        std::fs::write(&hint, bad).unwrap();
+        let latest = rt.block_on(Dataset::open(url)).unwrap_or_else(|e| {
+            panic!("hint {:?}: {e}", String::from_utf8_lossy(bad));
+        });
+        assert_eq!(latest.snapshot(), &want[10]);
+    }
+    std::fs::write(&hint, good_hint).unwrap();
+    // Both a damaged hint and a damaged checkpoint.
+    std::fs::write(&hint, b"garbage").unwrap();
+    std::fs::write(&cp8, b"PAR1 garbage PAR1").unwrap();
+    assert_eq!(
+        rt.block_on(Dataset::open(url)).unwrap().snapshot(),
+        &want[10]
+    );
+}
