@@ -1,7 +1,13 @@
 """Writes tiny TorchScript teachers that follow the `must-ds label` model
-contract: one per task kind (cls.pt, det.pt, seg.pt, depth.pt) and three
-broken ones for the tests (wrong_shape.pt, nans.pt, throws.pt). Their
-outputs are simple functions of the pixels, not trained models.
+contract: one per task kind (cls.pt, det.pt, seg.pt, depth.pt), three
+broken ones for the tests (wrong_shape.pt, nans.pt, throws.pt), and probes
+whose outputs the tests can predict by hand: chan0.pt, chan1.pt, chan2.pt
+(depth: one channel of the model input, as it is), coords.pt (depth:
+64 * row + column of the input frame, so the stored map shows which input
+pixels cover the image) and bright_box.pt (detection: the box around the
+input pixels brighter than the normalised mean, so the boxes follow the
+image content). Their outputs are simple functions of the pixels, not
+trained models.
 
 Usage: python3 tools/make_teachers.py OUT_DIR"""
 import sys
@@ -36,6 +42,42 @@ class Depth(torch.nn.Module):
         return F.avg_pool2d(x.mean(1, keepdim=True), 8) + 3.0
 
 
+class Channel(torch.nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        return x[:, self.c:self.c + 1]  # B×1×H×W: the input channel itself
+
+
+class Coords(torch.nn.Module):
+    def forward(self, x):
+        h, w = x.shape[2], x.shape[3]
+        ys = torch.arange(h, dtype=torch.float32, device=x.device).view(1, 1, h, 1)
+        xs = torch.arange(w, dtype=torch.float32, device=x.device).view(1, 1, 1, w)
+        return ys * 64.0 + xs + x[:, :1] * 0.0  # B×1×H×W, exact in float16 below 2048
+
+
+class BrightBox(torch.nn.Module):
+    def forward(self, x):
+        b, h, w = x.shape[0], x.shape[2], x.shape[3]
+        bright = x.mean(1) > 0.0  # B×H×W
+        cols = bright.any(1)  # B×W
+        rows = bright.any(2)  # B×H
+        xs = torch.arange(w, dtype=torch.float32, device=x.device).expand(b, w)
+        ys = torch.arange(h, dtype=torch.float32, device=x.device).expand(b, h)
+        far = float(w + h)
+        x0 = torch.where(cols, xs, torch.full_like(xs, far)).min(1).values
+        x1 = torch.where(cols, xs + 1.0, torch.full_like(xs, -far)).max(1).values
+        y0 = torch.where(rows, ys, torch.full_like(ys, far)).min(1).values
+        y1 = torch.where(rows, ys + 1.0, torch.full_like(ys, -far)).max(1).values
+        found = cols.any(1).float()  # B
+        boxes = torch.stack([x0, y0, x1, y1], 1) * found.unsqueeze(1)
+        classes = torch.zeros(b, 1, dtype=torch.long, device=x.device)
+        return boxes.unsqueeze(1), found.unsqueeze(1), classes
+
+
 class WrongShape(torch.nn.Module):
     def forward(self, x):
         return x.mean(dim=(2, 3))[:, :2]  # 2 classes for a 3-class task
@@ -55,5 +97,7 @@ class Throws(torch.nn.Module):
 
 out = sys.argv[1]
 for name, m in [("cls", Cls()), ("det", Det()), ("seg", Seg()), ("depth", Depth()),
-                ("wrong_shape", WrongShape()), ("nans", NaNs()), ("throws", Throws())]:
+                ("wrong_shape", WrongShape()), ("nans", NaNs()), ("throws", Throws()),
+                ("chan0", Channel(0)), ("chan1", Channel(1)), ("chan2", Channel(2)),
+                ("coords", Coords()), ("bright_box", BrightBox())]:
     torch.jit.script(m).save(f"{out}/{name}.pt")

@@ -4,7 +4,8 @@
 # whose libtorch the `tch` feature links), then the Rust suite (unit,
 # integration and doc tests, the tensor conversion included) in release
 # mode, then the example student trainer for 200 steps on a demo dataset
-# (it fails unless its losses fall).
+# (it fails unless its losses fall), and builds the benchmarks so that they
+# keep compiling (`cargo bench --no-run`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
@@ -17,4 +18,5 @@ if [ "$#" -eq 0 ]; then
     cargo run --release --quiet -- demo "$demo" > /dev/null
     cargo run --release --quiet --features tch --example train_student -- "$demo" 200
     rm -rf "$(dirname "$demo")"
+    cargo bench --features tch --bench '*' --no-run
 fi

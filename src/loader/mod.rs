@@ -829,7 +829,6 @@ struct OpenGroup {
     labels: Vec<Option<fetch::FileGroup>>,
     /// Set once a failure of this group was reported under `Skip`.
     reported: AtomicBool,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl OpenGroup {
@@ -842,8 +841,13 @@ impl OpenGroup {
     }
 }
 
+/// A fetched group as the coordinator holds it. Its share of the prefetch
+/// budget is given back when the slice closes, not when the last job
+/// using it ends: a batch being assembled may hold rows of a closed slice
+/// while it waits for the next slice's fetch.
 struct Open {
     data: std::result::Result<Arc<OpenGroup>, CorruptReport>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 type Fetched = (usize, Open);
@@ -881,7 +885,6 @@ async fn fetch_group(
     tasks: &[TaskDef],
     opts: &LabelOptions,
     footers: &FooterCache,
-    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<OpenGroup> {
     let snap = ds.snapshot();
     let a = snap.shard(unit.shard)?;
@@ -928,7 +931,6 @@ async fn fetch_group(
         images,
         labels,
         reported: AtomicBool::new(false),
-        _permit: permit,
     })
 }
 
@@ -1005,9 +1007,7 @@ impl Loader {
                             let permit = permit.ok()?;
                             let unit = &units[u];
                             let t0 = Instant::now();
-                            let r =
-                                fetch_group(&ds, unit, &rows, &tasks, &opts, &footers, permit)
-                                    .await;
+                            let r = fetch_group(&ds, unit, &rows, &tasks, &opts, &footers).await;
                             Metrics::add(&metrics.fetch_ns, t0.elapsed());
                             let data = match r {
                                 Ok(g) => {
@@ -1030,14 +1030,18 @@ impl Loader {
                                     reason: e.to_string(),
                                 }),
                             };
-                            Some((s, data))
+                            Some((s, data, permit))
                         }
                     })
                     .buffered(requests);
                 futures::pin_mut!(stream);
                 while let Some(item) = stream.next().await {
-                    let Some((s, data)) = item else { return };
-                    if fetch_tx.send((s, Open { data })).is_err() {
+                    let Some((s, data, permit)) = item else { return };
+                    let open = Open {
+                        data,
+                        _permit: permit,
+                    };
+                    if fetch_tx.send((s, open)).is_err() {
                         return;
                     }
                 }
@@ -1580,7 +1584,6 @@ pub fn read_alone(
         .enable_all()
         .build()
         .map_err(|e| Error::io("tokio runtime", e))?;
-    let sem = Arc::new(tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS));
     let footers = FooterCache::new(256);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let rows = AtomicU64::new(0);
@@ -1596,9 +1599,6 @@ pub fn read_alone(
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(u) = units.get(i) else { return Ok(()) };
-                        let permit = sem.clone().try_acquire_owned().map_err(|e| {
-                            Error::Loader(format!("read_alone: {e}"))
-                        })?;
                         let g = rt.block_on(fetch_group(
                             ds,
                             u,
@@ -1606,7 +1606,6 @@ pub fn read_alone(
                             &defs,
                             opts,
                             &footers,
-                            permit,
                         ))?;
                         for row in 0..u.rows as usize {
                             let fail = |e: String| Error::Loader(format!("{}: {e}", g.images.path));

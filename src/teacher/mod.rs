@@ -246,7 +246,13 @@ fn covered(
         let b = ((len - origin) / step).min(input) / input * m as f64;
         // Ends that are whole numbers up to rounding (37.333 / 1.333 =
         // 28.000000000000004) must not take in a pixel of padding.
-        let whole = |v: f64| if (v - v.round()).abs() < 1e-6 { v.round() } else { v };
+        let whole = |v: f64| {
+            if (v - v.round()).abs() < 1e-6 {
+                v.round()
+            } else {
+                v
+            }
+        };
         let (a, b) = (whole(a).floor() as usize, (whole(b).ceil() as usize).min(m));
         a.min(b.saturating_sub(1))..b.max(a + 1).min(m)
     };

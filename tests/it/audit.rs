@@ -494,19 +494,22 @@ fn validate_decodes_images_whose_checksums_are_right() {
     for i in 0..8 {
         let bytes = &photos[i % photos.len()].1;
         if i == 5 {
-            w.add_image("cut-short", "t", &png[..png.len() / 2]).unwrap();
+            w.add_image("cut-short", "t", &png[..png.len() / 2])
+                .unwrap();
         } else {
             w.add_image(&format!("a-{i}"), "t", bytes).unwrap();
         }
     }
-    let a = rt.block_on(ds.add_image_shard(w.finish().unwrap())).unwrap();
+    let a = rt
+        .block_on(ds.add_image_shard(w.finish().unwrap()))
+        .unwrap();
 
     // Shard 1: row 2 records a width 16 pixels too large, rewritten before
     // the commit so that the log's checksum is of the wrong file.
     let mut w = ImageShardWriter::new(opts()).unwrap();
     let mut sizes = vec![];
-    for i in 0..4 {
-        sizes.push(w.add_image(&format!("b-{i}"), "t", &photos[i].1).unwrap());
+    for (i, (_, bytes)) in photos.iter().take(4).enumerate() {
+        sizes.push(w.add_image(&format!("b-{i}"), "t", bytes).unwrap());
     }
     let good = w.finish().unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(good.bytes.clone()).unwrap();

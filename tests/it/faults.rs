@@ -300,7 +300,10 @@ impl ObjectStore for LosesFirstAnswer {
         self.inner.delete_stream(locations)
     }
 
-    fn list(&self, prefix: Option<&ObjPath>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    fn list(
+        &self,
+        prefix: Option<&ObjPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         self.inner.list(prefix)
     }
 
@@ -416,7 +419,11 @@ fn a_create_whose_answer_was_lost_is_found_by_its_retry() {
 fn commits_whose_answers_are_lost_land_exactly_once() {
     let rt = util::rt();
     let dir = tempfile::tempdir().unwrap();
-    let lossy = Arc::new(LosesFirstAnswer::new(local(dir.path()), "_must/log/", false));
+    let lossy = Arc::new(LosesFirstAnswer::new(
+        local(dir.path()),
+        "_must/log/",
+        false,
+    ));
     let policy = RetryPolicy {
         attempts: 4,
         first_backoff: Duration::from_millis(1),

@@ -129,20 +129,22 @@ fn the_same_image_gets_other_pixels_in_another_epoch() {
 
 /// 140 demo images on 3 ranks: the row groups (32, 32, 32, 32, 12) go, in
 /// plan order, each to the rank holding the fewest samples, which always
-/// ends with 32, 44 and 64 samples (in some rank order). So `Drop` yields
-/// floor(32 / 8) = 4 batches per rank and `Pad` ceil(64 / 8) = 8.
+/// ends with 32, 44 and 64 samples (in some rank order). So with batches of
+/// 6, `Drop` yields floor(32 / 6) = 5 batches per rank and `Pad`
+/// ceil(64 / 6) = 11.
 #[test]
 fn drop_yields_exactly_floor_min_over_b_full_batches_and_pad_pads_only_at_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let root = demo(dir.path(), 140);
-    let b = |r: usize, balance| builder(&root).rank(r, 3).balance(balance);
+    const B6: usize = 6;
+    let b = |r: usize, balance| builder(&root).batch_size(B6).rank(r, 3).balance(balance);
 
     let mut dropped = vec![];
     for r in 0..3 {
         let l = b(r, Balance::Drop).build().unwrap();
-        assert_eq!(l.batches_per_epoch(), 4, "Drop, rank {r}: floor(32 / 8)");
+        assert_eq!(l.batches_per_epoch(), 5, "Drop, rank {r}: floor(32 / 6)");
         let batches = all(l);
-        assert_eq!(batches.len(), 4, "Drop, rank {r}");
+        assert_eq!(batches.len(), 5, "Drop, rank {r}");
         for (k, x) in batches.iter().enumerate() {
             assert!(
                 x.padding.iter().all(|p| !p) && x.image_ids.iter().all(|i| !i.is_empty()),
@@ -152,7 +154,7 @@ fn drop_yields_exactly_floor_min_over_b_full_batches_and_pad_pads_only_at_the_en
         }
         dropped.extend(ids(&batches));
     }
-    assert_eq!(dropped.len(), 3 * 4 * B);
+    assert_eq!(dropped.len(), 3 * 5 * B6);
     assert_eq!(
         dropped.iter().collect::<BTreeSet<_>>().len(),
         dropped.len(),
@@ -163,9 +165,9 @@ fn drop_yields_exactly_floor_min_over_b_full_batches_and_pad_pads_only_at_the_en
     let mut every = vec![];
     for r in 0..3 {
         let l = b(r, Balance::Pad).build().unwrap();
-        assert_eq!(l.batches_per_epoch(), 8, "Pad, rank {r}: ceil(64 / 8)");
+        assert_eq!(l.batches_per_epoch(), 11, "Pad, rank {r}: ceil(64 / 6)");
         let batches = all(l);
-        assert_eq!(batches.len(), 8, "Pad, rank {r}");
+        assert_eq!(batches.len(), 11, "Pad, rank {r}");
         let flags: Vec<bool> = batches.iter().flat_map(|x| x.padding.clone()).collect();
         let first_pad = flags.iter().position(|p| *p).unwrap_or(flags.len());
         assert!(
@@ -175,7 +177,10 @@ fn drop_yields_exactly_floor_min_over_b_full_batches_and_pad_pads_only_at_the_en
         for x in &batches {
             for i in 0..x.batch_size {
                 if x.padding[i] {
-                    assert!(x.image_ids[i].is_empty(), "rank {r}: a padding slot has an id");
+                    assert!(
+                        x.image_ids[i].is_empty(),
+                        "rank {r}: a padding slot has an id"
+                    );
                     assert!(
                         x.tasks.values().all(|t| !t.present[i]),
                         "rank {r}: a padding slot has a label"
@@ -194,11 +199,11 @@ fn drop_yields_exactly_floor_min_over_b_full_batches_and_pad_pads_only_at_the_en
     assert_eq!(real, [32, 44, 64], "samples per rank");
     assert_eq!(every.len(), 140, "Pad keeps every sample");
     assert_eq!(every.iter().collect::<BTreeSet<_>>().len(), 140);
-    // Drop yields the first 4 batches of what Pad yields, rank by rank.
+    // Drop yields the first 5 batches of what Pad yields, rank by rank.
     let pad_first: BTreeSet<String> = (0..3)
         .flat_map(|r| {
             let mut l = b(r, Balance::Pad).build().unwrap();
-            ids(&take(&mut l, 4))
+            ids(&take(&mut l, 5))
         })
         .collect();
     assert_eq!(pad_first, dropped.into_iter().collect());
@@ -324,7 +329,10 @@ fn a_state_from_another_plan_is_refused_with_a_clear_error() {
         req = req.task(t, i == 0);
     }
     refused(
-        req.batch_size(B).output_size(W, H).seed(11).resume(s.clone()),
+        req.batch_size(B)
+            .output_size(W, H)
+            .seed(11)
+            .resume(s.clone()),
         "another set of required tasks",
         &[&names[0]],
     );
@@ -427,7 +435,9 @@ fn mixed(dir: &Path) -> (String, BTreeSet<String>) {
     let root = dir.join("mixed");
     let url = root.to_str().unwrap().to_owned();
     let rt = util::rt();
-    let mut ds = rt.block_on(Dataset::init(&url, Default::default())).unwrap();
+    let mut ds = rt
+        .block_on(Dataset::init(&url, Default::default()))
+        .unwrap();
     for t in [CLS, REQ] {
         rt.block_on(ds.define_task(TaskDef::from_json(t).unwrap()))
             .unwrap();
@@ -459,16 +469,13 @@ fn mixed(dir: &Path) -> (String, BTreeSet<String>) {
             for id in w.image_ids().to_vec() {
                 let n: usize = id[2..].parse().unwrap();
                 if task == "req" {
-                    if n % 5 == 0 {
+                    if n.is_multiple_of(5) {
                         continue;
                     }
                     with_req.insert(id.clone());
                 }
-                w.set(
-                    &id,
-                    Label::Classification(ClassLabel::Dense(vec![0.25; 4])),
-                )
-                .unwrap();
+                w.set(&id, Label::Classification(ClassLabel::Dense(vec![0.25; 4])))
+                    .unwrap();
             }
             rt.block_on(ds.add_label_file(task, shard, w.finish().unwrap(), false))
                 .unwrap();
@@ -506,7 +513,11 @@ fn samples_without_a_required_task_are_left_out_and_counted() {
     assert_eq!(got.len(), with_req.len(), "no sample twice");
     for x in &batches {
         for i in 0..x.batch_size {
-            assert_eq!(x.tasks["req"].present[i], !x.padding[i], "{:?}", x.image_ids);
+            assert_eq!(
+                x.tasks["req"].present[i], !x.padding[i],
+                "{:?}",
+                x.image_ids
+            );
             if !x.padding[i] {
                 assert!(x.tasks["cls"].present[i]);
                 assert_eq!(x.sources[i], "a");
@@ -576,9 +587,15 @@ fn weighted_mixing_end_to_end_with_resume_and_a_world_size_change() {
         "weights 1 : 3 of 64"
     );
     let c = count(&whole);
-    assert!(c.iter().filter(|x| x.0.starts_with("a-")).all(|x| *x.1 == 1));
+    assert!(c
+        .iter()
+        .filter(|x| x.0.starts_with("a-"))
+        .all(|x| *x.1 == 1));
     assert_eq!(c.iter().filter(|x| x.0.starts_with("b-")).count(), 24);
-    assert!(c.iter().filter(|x| x.0.starts_with("b-")).all(|x| *x.1 == 2));
+    assert!(c
+        .iter()
+        .filter(|x| x.0.starts_with("b-"))
+        .all(|x| *x.1 == 2));
     for q in whole.chunks(16) {
         let a = per_source(q, "a");
         assert!(
@@ -616,8 +633,5 @@ fn weighted_mixing_end_to_end_with_resume_and_a_world_size_change() {
         c,
         "the cut epoch yields the same samples as the whole one"
     );
-    assert_eq!(
-        (per_source(&got, "a"), per_source(&got, "b")),
-        (16, 48)
-    );
+    assert_eq!((per_source(&got, "a"), per_source(&got, "b")), (16, 48));
 }

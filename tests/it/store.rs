@@ -262,7 +262,10 @@ fn a_damaged_checkpoint_falls_back_to_replaying_the_log() {
         ("cut short", good[..good.len() / 2].to_vec()),
         ("overwritten", vec![0x5a; good.len()]),
         ("empty", vec![]),
-        ("checkpoint 4 under the name of 8", std::fs::read(&cp4).unwrap()),
+        (
+            "checkpoint 4 under the name of 8",
+            std::fs::read(&cp4).unwrap(),
+        ),
     ];
     for (what, bytes) in damages {
         std::fs::write(&cp8, &bytes).unwrap();

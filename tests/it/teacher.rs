@@ -488,8 +488,10 @@ fn params(json: &str) -> TeacherParams {
 #[test]
 fn preprocess_gives_hand_computed_values_and_letterbox_offsets() {
     let colour = [200u8, 100, 30];
-    // (image w, h, input w, h, resize, mean/std JSON, image's rows and columns in the input)
-    let cases: [(u32, u32, u32, u32, &str, Option<([f32; 3], [f32; 3])>, [u32; 4]); 5] = [
+    // (image w, h, input w, h, resize, mean and std, image's rows and columns in the input)
+    type Norm = Option<([f32; 3], [f32; 3])>;
+    type Case = (u32, u32, u32, u32, &'static str, Norm, [u32; 4]);
+    let cases: [Case; 5] = [
         // 64×32 into 32×32: scale 1/2, 32×16 centred: rows 8..24.
         (64, 32, 32, 32, "letterbox", None, [8, 24, 0, 32]),
         // 60×60 into 48×32: scale 32/60, 32×32 centred: columns 8..40.
@@ -556,16 +558,46 @@ fn label_outputs_match_hand_computed_inputs_and_letterbox_offsets() {
     let rt = util::rt();
     // id, image, colour if solid, white rectangle if any, and where it lies in
     // a 48×32 letterboxed input (worked out on paper): rows, columns.
-    type Case = (&'static str, image::RgbImage, Option<[u8; 3]>, Option<[u32; 4]>, [u32; 4]);
+    type Case = (
+        &'static str,
+        image::RgbImage,
+        Option<[u8; 3]>,
+        Option<[u32; 4]>,
+        [u32; 4],
+    );
     let cases: Vec<Case> = vec![
         // 64×32: scale 0.75, 48×24, rows 4..28.
-        ("solid-wide", solid(64, 32, [200, 100, 30]), Some([200, 100, 30]), None, [4, 28, 0, 48]),
+        (
+            "solid-wide",
+            solid(64, 32, [200, 100, 30]),
+            Some([200, 100, 30]),
+            None,
+            [4, 28, 0, 48],
+        ),
         // 60×60: scale 32/60, 32×32, columns 8..40.
-        ("solid-square", solid(60, 60, [20, 220, 140]), Some([20, 220, 140]), None, [0, 32, 8, 40]),
+        (
+            "solid-square",
+            solid(60, 60, [20, 220, 140]),
+            Some([20, 220, 140]),
+            None,
+            [0, 32, 8, 40],
+        ),
         // 120×40: scale 0.4, 48×16, rows 8..24.
-        ("rect-wide", rect(120, 40, [30, 10, 90, 30]), None, Some([30, 10, 90, 30]), [8, 24, 0, 48]),
+        (
+            "rect-wide",
+            rect(120, 40, [30, 10, 90, 30]),
+            None,
+            Some([30, 10, 90, 30]),
+            [8, 24, 0, 48],
+        ),
         // 50×100: scale 0.32, 16×32, columns 16..32.
-        ("rect-tall", rect(50, 100, [10, 40, 30, 90]), None, Some([10, 40, 30, 90]), [0, 32, 16, 32]),
+        (
+            "rect-tall",
+            rect(50, 100, [10, 40, 30, 90]),
+            None,
+            Some([10, 40, 30, 90]),
+            [0, 32, 16, 32],
+        ),
     ];
     {
         let mut ds = rt
@@ -577,10 +609,21 @@ fn label_outputs_match_hand_computed_inputs_and_letterbox_offsets() {
         for (id, img, ..) in &cases {
             w.add_image(id, "probe", &png(img)).unwrap();
         }
-        rt.block_on(ds.add_image_shard(w.finish().unwrap())).unwrap();
+        rt.block_on(ds.add_image_shard(w.finish().unwrap()))
+            .unwrap();
     }
-    let letterbox = ["--param", "input_size=[48,32]", "--param", "resize=letterbox"];
-    let custom = ["--param", "mean=[0.5,0.25,0]", "--param", "std=[0.5,0.25,1]"];
+    let letterbox = [
+        "--param",
+        "input_size=[48,32]",
+        "--param",
+        "resize=letterbox",
+    ];
+    let custom = [
+        "--param",
+        "mean=[0.5,0.25,0]",
+        "--param",
+        "std=[0.5,0.25,1]",
+    ];
     let depth_tasks: [(&str, &str, &[&str]); 4] = [
         ("probe-r", "chan0", &[]),
         ("probe-g", "chan1", &custom),
@@ -589,7 +632,14 @@ fn label_outputs_match_hand_computed_inputs_and_letterbox_offsets() {
     ];
     for (name, m, extra) in depth_tasks {
         let mut a = vec![
-            "task", "define", r, "--name", name, "--kind", "depth", "--representation",
+            "task",
+            "define",
+            r,
+            "--name",
+            name,
+            "--kind",
+            "depth",
+            "--representation",
             "relative",
         ];
         let mp = model(m);
@@ -603,15 +653,36 @@ fn label_outputs_match_hand_computed_inputs_and_letterbox_offsets() {
     for (name, resize) in [("box", "letterbox"), ("box-stretch", "stretch")] {
         let rs = format!("resize={resize}");
         must_ok(&[
-            "task", "define", r, "--name", name, "--kind", "detection", "--num-classes", "1",
-            "--min-score", "0.5", "--model", &bb, "--param", "input_size=[48,32]", "--param",
+            "task",
+            "define",
+            r,
+            "--name",
+            name,
+            "--kind",
+            "detection",
+            "--num-classes",
+            "1",
+            "--min-score",
+            "0.5",
+            "--model",
+            &bb,
+            "--param",
+            "input_size=[48,32]",
+            "--param",
             &rs,
         ]);
         must_ok(&["label", r, "--task", name, "--model", &bb]);
     }
 
     let ds = rt.block_on(must_ds::Dataset::open(r)).unwrap();
-    let tasks = ["probe-r", "probe-g", "probe-b", "coords", "box", "box-stretch"];
+    let tasks = [
+        "probe-r",
+        "probe-g",
+        "probe-b",
+        "coords",
+        "box",
+        "box-stretch",
+    ];
     let rg = rt.block_on(ds.read_row_group(0, 0, &tasks, None)).unwrap();
     assert_eq!(rg.images.len(), cases.len());
     let depth = |task: &str, i: usize| -> (u32, u32, Vec<f32>) {
