@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow_array::{ArrayRef, StringArray};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::DataType;
 use bytes::{Buf, Bytes};
 use parquet::arrow::arrow_reader::{
@@ -43,7 +43,7 @@ pub(crate) struct Chunks {
 }
 
 impl Chunks {
-    fn from_start(&self, start: u64) -> parquet::errors::Result<Bytes> {
+    fn tail_at(&self, start: u64) -> parquet::errors::Result<Bytes> {
         let i = self.parts.partition_point(|(s, _)| *s <= start);
         let (s, b) = i
             .checked_sub(1)
@@ -66,11 +66,11 @@ impl ChunkReader for Chunks {
     type T = bytes::buf::Reader<Bytes>;
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        Ok(self.from_start(start)?.reader())
+        Ok(self.tail_at(start)?.reader())
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        let b = self.from_start(start)?;
+        let b = self.tail_at(start)?;
         if b.len() < length {
             return Err(ParquetError::General(format!(
                 "{length} bytes at offset {start} reach past the fetched column chunk"
@@ -101,6 +101,10 @@ struct Block {
     data: Mutex<Option<Arc<Decoded>>>,
 }
 
+/// Columns whose values are large (encoded images, maps): decoded block by
+/// block. The others are decoded once for the whole row group.
+const BLOB_COLUMNS: &[&str] = &["image", "mask", "confidence", "depth"];
+
 /// One file's row group: its compressed column chunks and its blocks.
 pub(crate) struct FileGroup {
     /// The file (relative path).
@@ -109,7 +113,11 @@ pub(crate) struct FileGroup {
     row_group: usize,
     first_row: usize,
     rows: usize,
-    mask: ProjectionMask,
+    /// The small columns, decoded once for the group by the first worker.
+    small_mask: ProjectionMask,
+    small: std::sync::OnceLock<std::result::Result<RecordBatch, String>>,
+    /// The blob columns, decoded per block (`None`: the file has none).
+    blob_mask: Option<ProjectionMask>,
     chunks: Chunks,
     task: Option<TaskDef>,
     blocks: Vec<Block>,
@@ -157,18 +165,27 @@ impl FileGroup {
         }
     }
 
-    fn decode(&self, start: usize, end: usize) -> std::result::Result<Decoded, String> {
-        let sel = RowSelection::from_consecutive_ranges(std::iter::once(start..end), self.rows);
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+    /// Rows `start..end` of the columns in `mask`.
+    fn read(
+        &self,
+        mask: &ProjectionMask,
+        start: usize,
+        end: usize,
+    ) -> std::result::Result<RecordBatch, String> {
+        let mut b = ParquetRecordBatchReaderBuilder::new_with_metadata(
             self.chunks.clone(),
             self.meta.clone(),
         )
         .with_row_groups(vec![self.row_group])
-        .with_projection(self.mask.clone())
-        .with_row_selection(sel)
-        .with_batch_size(end - start)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .with_projection(mask.clone())
+        .with_batch_size((end - start).max(1));
+        if (start, end) != (0, self.rows) {
+            b = b.with_row_selection(RowSelection::from_consecutive_ranges(
+                std::iter::once(start..end),
+                self.rows,
+            ));
+        }
+        let reader = b.build().map_err(|e| e.to_string())?;
         let batches = reader
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
@@ -189,6 +206,28 @@ impl FileGroup {
                 batch.num_rows()
             ));
         }
+        Ok(batch)
+    }
+
+    fn decode(&self, start: usize, end: usize) -> std::result::Result<Decoded, String> {
+        let small = self
+            .small
+            .get_or_init(|| self.read(&self.small_mask, 0, self.rows))
+            .clone()?
+            .slice(start, end - start);
+        let batch = match &self.blob_mask {
+            None => small,
+            Some(mask) => {
+                let blobs = self.read(mask, start, end)?;
+                let (mut fields, mut cols) = (vec![], vec![]);
+                for b in [&small, &blobs] {
+                    fields.extend(b.schema().fields().iter().cloned());
+                    cols.extend(b.columns().iter().cloned());
+                }
+                RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), cols)
+                    .map_err(|e| e.to_string())?
+            }
+        };
         let loc = Location::file(&*self.path);
         let r = match &self.task {
             Some(t) => LabelColumns::new(t, &batch, &loc, self.first_row + start).map(Decoded::Labels),
@@ -286,20 +325,22 @@ pub(crate) async fn fetch_file(
             ),
         ));
     }
-    let mask = match columns {
-        Some(cols) => {
-            let idx: Vec<usize> = meta
-                .schema()
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| cols.contains(&f.name().as_str()))
-                .map(|(i, _)| i)
-                .collect();
-            ProjectionMask::roots(md.file_metadata().schema_descr(), idx)
-        }
-        None => ProjectionMask::all(),
+    let wanted = |name: &str| columns.is_none_or(|c| c.contains(&name));
+    let roots = |blob: bool| -> Vec<usize> {
+        meta.schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| wanted(f.name()) && BLOB_COLUMNS.contains(&f.name().as_str()) == blob)
+            .map(|(i, _)| i)
+            .collect()
     };
+    let descr = md.file_metadata().schema_descr();
+    let (small_roots, blob_roots) = (roots(false), roots(true));
+    let small_mask = ProjectionMask::roots(descr, small_roots.iter().copied());
+    let blob_mask = (!blob_roots.is_empty())
+        .then(|| ProjectionMask::roots(descr, blob_roots.iter().copied()));
+    let mask = ProjectionMask::roots(descr, small_roots.into_iter().chain(blob_roots));
     let rg = md.row_group(row_group);
     let n_rows = usize::try_from(rg.num_rows()).unwrap_or(0);
     let leaves: Vec<usize> = (0..rg.num_columns())
@@ -330,9 +371,11 @@ pub(crate) async fn fetch_file(
         len: size,
         parts: Arc::new(parts),
     };
-    // Blocks follow the pages of the largest column.
+    // Blocks follow the pages of the largest blob column (one block
+    // without blobs: the small columns are decoded once anyway).
     let bounds = leaves
         .iter()
+        .filter(|&&i| blob_mask.as_ref().is_some_and(|m| m.leaf_included(i)))
         .max_by_key(|&&i| rg.column(i).compressed_size())
         .map_or_else(
             || vec![(0, n_rows)],
@@ -365,7 +408,9 @@ pub(crate) async fn fetch_file(
         row_group,
         first_row,
         rows: n_rows,
-        mask,
+        small_mask,
+        small: std::sync::OnceLock::new(),
+        blob_mask,
         chunks,
         task,
         blocks,
