@@ -288,6 +288,8 @@ pub struct LoaderBuilder {
     weights: Option<BTreeMap<String, f64>>,
     epoch_size: Option<u64>,
     resume: Option<LoaderState>,
+    /// The prefetch budget shared by the epochs of one [`Epochs`].
+    budget: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl LoaderBuilder {
@@ -326,6 +328,7 @@ impl LoaderBuilder {
             weights: None,
             epoch_size: None,
             resume: None,
+            budget: None,
         }
     }
 
@@ -534,6 +537,11 @@ impl LoaderBuilder {
             })?;
             self.source = Source::Dataset(Box::new(ds));
         }
+        // One prefetch budget for all epochs: the next epoch's first fetches
+        // wait for the bytes the current one gives back.
+        self.budget = Some(Arc::new(tokio::sync::Semaphore::new(
+            (self.prefetch_bytes / 1024).max(1) as usize,
+        )));
         let mut rest = epochs;
         let current = match rest.next() {
             Some(e) => Some(self.clone().epoch(e).build()?),
@@ -976,7 +984,10 @@ impl Loader {
         let (fetch_tx, fetch_rx) = tokio::sync::mpsc::unbounded_channel::<Fetched>();
         let budget_kib = (b.prefetch_bytes / 1024).max(1) as usize;
         let cap = (budget_kib / (b.shuffle_row_groups + 1)).max(1);
-        let sem = Arc::new(tokio::sync::Semaphore::new(budget_kib));
+        let sem = b
+            .budget
+            .clone()
+            .unwrap_or_else(|| Arc::new(tokio::sync::Semaphore::new(budget_kib)));
         let fetch_tasks: Arc<Vec<TaskDef>> = Arc::new(tasks.clone());
         {
             let (ds, units, metrics) = (ds.clone(), units.clone(), metrics.clone());
