@@ -16,7 +16,7 @@ use crate::format::{
 };
 use crate::ingest::{ingest, IngestOptions, InputData, InputImage};
 use crate::store::Dataset;
-use crate::write::LabelWriter;
+use crate::write::{BlobCodec, LabelWriter};
 
 /// The bundled photos (see data/photos/LICENSE.md).
 pub const PHOTOS: &[(&str, &[u8])] = &[
@@ -333,17 +333,22 @@ pub fn depth_teacher_at(img: &RgbImage, div: u32) -> Label {
 
 /// Labels image shard `shard` of `ds` for the four demo tasks and commits the files.
 pub async fn label_shard(ds: &Dataset, shard: u64) -> anyhow::Result<()> {
-    label_shard_maps(ds, shard, false).await
+    label_shard_maps(ds, shard, false, BlobCodec::default()).await
 }
 
 /// [`label_shard`], with masks and depth at the images' full resolution
 /// when `full_res` (else at 1/4 and 1/8).
-pub async fn label_shard_maps(ds: &Dataset, shard: u64, full_res: bool) -> anyhow::Result<()> {
+pub async fn label_shard_maps(
+    ds: &Dataset,
+    shard: u64,
+    full_res: bool,
+    codec: BlobCodec,
+) -> anyhow::Result<()> {
     let (seg_div, depth_div) = if full_res { (1, 1) } else { (4, 8) };
     let tasks = demo_tasks();
     let mut writers = Vec::new();
     for t in &tasks {
-        writers.push(LabelWriter::for_shard(ds, &t.name, shard).await?);
+        writers.push(LabelWriter::for_shard(ds, &t.name, shard).await?.blob_codec(codec));
     }
     let groups = ds.snapshot().shard(shard)?.row_groups.len();
     for g in 0..groups {
@@ -391,19 +396,26 @@ pub async fn label_shard_maps(ds: &Dataset, shard: u64, full_res: bool) -> anyho
 /// Builds the demo dataset at `dir` with about `images` images (a multiple
 /// of the 7 bundled photos), on a runtime of its own.
 pub fn build(dir: &Path, images: usize) -> anyhow::Result<()> {
-    build_with(dir, images, false)
+    build_with(dir, images, false, BlobCodec::default())
 }
 
 /// [`build`], with masks and depth at full resolution when `full_res_maps`.
-pub fn build_with(dir: &Path, images: usize, full_res_maps: bool) -> anyhow::Result<()> {
+/// and the blob columns compressed with `codec`.
+pub fn build_with(
+    dir: &Path,
+    images: usize,
+    full_res_maps: bool,
+    codec: BlobCodec,
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
-    run(dir, images, full_res_maps, &rt, &mut std::io::sink())
+    run(dir, images, full_res_maps, codec, &rt, &mut std::io::sink())
 }
 
 pub(crate) fn run(
     dir: &Path,
     images: usize,
     full_res_maps: bool,
+    codec: BlobCodec,
     rt: &tokio::runtime::Runtime,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
@@ -472,7 +484,7 @@ pub(crate) fn run(
             .iter()
             .map(|&s| {
                 let ds = ds.clone();
-                tokio::spawn(async move { label_shard_maps(&ds, s, full_res_maps).await })
+                tokio::spawn(async move { label_shard_maps(&ds, s, full_res_maps, codec).await })
             })
             .collect();
         for j in jobs {

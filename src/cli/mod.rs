@@ -314,6 +314,9 @@ enum Command {
         /// them (default: masks at 1/4 and depth at 1/8 of the image).
         #[arg(long)]
         full_res_maps: bool,
+        /// Compression of the mask, confidence and depth columns: zstd, lz4 or none.
+        #[arg(long, default_value = "lz4")]
+        blob_codec: crate::write::BlobCodec,
     },
 }
 
@@ -719,7 +722,8 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
             dir,
             images,
             full_res_maps,
-        } => demo::run(&dir, images, full_res_maps, rt, &mut out)?,
+            blob_codec,
+        } => demo::run(&dir, images, full_res_maps, blob_codec, rt, &mut out)?,
     }
     Ok(0)
 }

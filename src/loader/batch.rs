@@ -51,8 +51,9 @@ impl Mask {
 
 /// The labels of one task for a batch; every array is dense, B first, in
 /// the compact host layout of FORMAT.md section 5 (the tensor conversion
-/// widens on the device).
-#[derive(Debug, Clone, PartialEq)]
+/// widens on the device). Equality compares depth bit for bit, so that
+/// two batches with NaN in the same places are equal.
+#[derive(Debug, Clone)]
 pub enum TaskData {
     /// B×C probabilities.
     Classification {
@@ -87,6 +88,54 @@ pub enum TaskData {
         /// B×1×H'×W'.
         depth: Vec<half::f16>,
     },
+}
+
+impl PartialEq for TaskData {
+    fn eq(&self, other: &Self) -> bool {
+        use TaskData::*;
+        match (self, other) {
+            (
+                Classification {
+                    num_classes: a,
+                    probs: p,
+                },
+                Classification {
+                    num_classes: b,
+                    probs: q,
+                },
+            ) => a == b && p == q,
+            (
+                Detection {
+                    max_boxes: a,
+                    boxes: b1,
+                    classes: c1,
+                    scores: s1,
+                    valid: v1,
+                },
+                Detection {
+                    max_boxes: b,
+                    boxes: b2,
+                    classes: c2,
+                    scores: s2,
+                    valid: v2,
+                },
+            ) => a == b && b1 == b2 && c1 == c2 && s1 == s2 && v1 == v2,
+            (
+                Segmentation {
+                    mask: m1,
+                    ignore_index: i1,
+                },
+                Segmentation {
+                    mask: m2,
+                    ignore_index: i2,
+                },
+            ) => m1 == m2 && i1 == i2,
+            (Depth { depth: a }, Depth { depth: b }) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+            }
+            _ => false,
+        }
+    }
 }
 
 /// One task's part of a batch.
@@ -247,13 +296,13 @@ impl Collator<'_> {
                         };
                         let ig = *ignore_index;
                         let mask = match (dtype, prev) {
+                            // Reused buffers keep stale values: every slot is
+                            // written or cleared (`clear_task`) before the batch leaves.
                             (MaskDtype::U8, Some(Mask::U8(mut v))) => {
-                                v.clear();
                                 v.resize(b * lhw, ig as u8);
                                 Mask::U8(v)
                             }
                             (MaskDtype::U16, Some(Mask::U16(mut v))) => {
-                                v.clear();
                                 v.resize(b * lhw, ig as u16);
                                 Mask::U16(v)
                             }
@@ -270,7 +319,6 @@ impl Collator<'_> {
                             Some(TaskData::Depth { depth }) => depth,
                             _ => Vec::new(),
                         };
-                        depth.clear();
                         depth.resize(b * lhw, DEPTH_NAN);
                         TaskData::Depth { depth }
                     }
@@ -282,9 +330,16 @@ impl Collator<'_> {
 
     /// Resets slot `i` of every task to "no label".
     pub fn clear(&self, tasks: &mut BTreeMap<String, TaskBatch>, i: usize) {
+        for tb in tasks.values_mut() {
+            self.clear_task(tb, i);
+        }
+    }
+
+    /// Resets slot `i` of one task to "no label".
+    pub fn clear_task(&self, tb: &mut TaskBatch, i: usize) {
         let (lw, lh) = self.label_size();
         let lhw = (lw * lh) as usize;
-        for tb in tasks.values_mut() {
+        {
             tb.present[i] = false;
             match &mut tb.data {
                 TaskData::Classification { num_classes, probs } => {

@@ -1315,13 +1315,13 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
         std::mem::replace(&mut batch.images, Images::U8(vec![])),
         sh.output,
     ) {
+        // A reused buffer keeps stale pixels: every slot is written, or
+        // cleared below when it stays padding.
         (Images::U8(mut v), ImageOutput::U8) => {
-            v.clear();
             v.resize(b * 3 * hw, 0);
             Images::U8(v)
         }
         (Images::F32(mut v), ImageOutput::F32 { .. }) => {
-            v.clear();
             v.resize(b * 3 * hw, 0.0);
             Images::F32(v)
         }
@@ -1346,9 +1346,7 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
         match r {
             Ok(true) => batch.padding[i] = false,
             Ok(false) => {
-                // Missing a required task: padding.
-                col.clear(&mut batch.tasks, i);
-                clear_image(&mut batch.images, i, hw);
+                // Missing a required task: padding (cleared below).
                 sh.metrics.missing_required.fetch_add(1, Ordering::Relaxed);
             }
             Err((image_id, reason)) => {
@@ -1364,8 +1362,7 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
                         break;
                     }
                     CorruptPolicy::Skip => {
-                        col.clear(&mut batch.tasks, i);
-                        clear_image(&mut batch.images, i, hw);
+                        // The slot stays padding, cleared below.
                         batch.image_ids[i].clear();
                         batch.sources[i].clear();
                         for v in boxes.values_mut() {
@@ -1392,6 +1389,12 @@ fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result<Batch> {
         return Err(rep.into());
     }
     let t0 = Instant::now();
+    for i in 0..b {
+        if batch.padding[i] {
+            clear_image(&mut batch.images, i, hw);
+            col.clear(&mut batch.tasks, i);
+        }
+    }
     for (name, tb) in batch.tasks.iter_mut() {
         col.finish_boxes(tb, boxes.remove(name).unwrap_or_default());
     }
@@ -1543,7 +1546,11 @@ fn fill_sample(
     let t3 = Instant::now();
     Metrics::add(&sh.metrics.collate_ns, t3 - t2);
     for (t, label) in sh.tasks.iter().zip(refs) {
-        let (Some(label), Some(tb)) = (label, batch.tasks.get_mut(&t.name)) else {
+        let Some(tb) = batch.tasks.get_mut(&t.name) else {
+            continue;
+        };
+        let Some(label) = label else {
+            col.clear_task(tb, i);
             continue;
         };
         if let Some(bx) = col.put(tb, t, i, label, &geo, iw, ih).map_err(err)? {

@@ -16,7 +16,7 @@ use parquet::schema::types::ColumnPath;
 
 pub use check::{check_label_file, LabelFileReport};
 pub use images::{ImageShardOptions, ImageShardWriter};
-pub use labels::LabelWriter;
+pub use labels::{BlobCodec, LabelWriter};
 
 use crate::error::Result;
 use crate::format::{Action, AddImages, AddLabels};

@@ -606,3 +606,67 @@ fn corrupt_data_fails_or_is_skipped_by_policy_with_its_location() {
     assert_eq!(skip.skipped().len(), 3, "one report per row group");
     assert!(skip.skipped()[0].reason.contains(file.as_str()));
 }
+
+#[test]
+fn recycled_batches_carry_nothing_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = demo(dir.path(), 70);
+    // Rank 2 of 3 with padding: its last batch has empty slots, which a
+    // recycled buffer would fill with an earlier batch's pixels and labels.
+    let b = || {
+        builder(&root)
+            .workers(1)
+            .balance(Balance::Pad)
+            .rank(2, 3)
+    };
+    let fresh = all(b());
+    assert!(fresh.iter().any(|x| x.real() < x.batch_size), "no padding");
+    let loader = b().build().unwrap();
+    let mut recycled = vec![];
+    let mut it = loader;
+    while let Some(x) = it.next() {
+        let x = x.unwrap();
+        recycled.push(x.clone());
+        it.recycle(x);
+    }
+    assert_eq!(fresh.len(), recycled.len());
+    for (f, r) in fresh.iter().zip(&recycled) {
+        assert_eq!(f.padding, r.padding, "batch {}", f.index);
+        assert_eq!(f.image_ids, r.image_ids, "batch {}", f.index);
+        assert!(f.images == r.images, "batch {}: pixels differ", f.index);
+        for (name, t) in &f.tasks {
+            assert_eq!(t, &r.tasks[name], "batch {} task {name}", f.index);
+        }
+    }
+    assert_eq!(fresh, recycled);
+}
+
+#[test]
+fn full_resolution_maps_stream_with_the_smallest_prefetch_budget() {
+    // Row groups far larger than the budget per open slice: a batch being
+    // assembled may hold rows of a closed slice while the next slice's fetch
+    // waits for budget; that must never wait on the batch.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("full");
+    must_ds::cli::demo::build_with(&root, 70, true, must_ds::write::BlobCodec::default()).unwrap();
+    let root = root.to_str().unwrap().to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let n: usize = util::with_demo_tasks(LoaderBuilder::open(&root, None))
+            .batch_size(8)
+            .output_size(64, 64)
+            .label_stride(2)
+            .prefetch_bytes(1 << 20)
+            .shuffle_row_groups(4)
+            .workers(2)
+            .epochs(0..2)
+            .unwrap()
+            .map(|b| b.unwrap().real())
+            .sum();
+        let _ = tx.send(n);
+    });
+    let n = rx
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .expect("the loader stalled");
+    assert_eq!(n, 2 * 64, "two epochs of 8 full batches");
+}
