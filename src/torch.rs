@@ -39,8 +39,12 @@ pub fn to_tensors_with(
             let t = put(v, &[b, 3, h, w], device);
             match normalize {
                 Some((mean, std)) => {
-                    let m = Tensor::from_slice(&mean).to_device(device).view([1, 3, 1, 1]);
-                    let s = Tensor::from_slice(&std).to_device(device).view([1, 3, 1, 1]);
+                    let m = Tensor::from_slice(&mean)
+                        .to_device(device)
+                        .view([1, 3, 1, 1]);
+                    let s = Tensor::from_slice(&std)
+                        .to_device(device)
+                        .view([1, 3, 1, 1]);
                     (t.to_kind(Kind::Float) / 255.0 - m) / s
                 }
                 None => t,
@@ -74,9 +78,9 @@ pub fn to_tensors_with(
                 let m = match mask {
                     Mask::U8(v) => put(v, &[b, lh, lw], device).to_kind(Kind::Int64),
                     // u16 travels as i16 bits; the mask restores 0..=65535.
-                    Mask::U16(v) => {
-                        put(v, &[b, lh, lw], device).to_kind(Kind::Int64).bitwise_and(0xFFFF)
-                    }
+                    Mask::U16(v) => put(v, &[b, lh, lw], device)
+                        .to_kind(Kind::Int64)
+                        .bitwise_and(0xFFFF),
                 };
                 out.insert(key("mask"), m);
             }

@@ -7,7 +7,9 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::loader::{augment, ImageOutput, LabelOptions, LoaderBuilder, MetricsSnapshot, MissingMass};
+use crate::loader::{
+    augment, ImageOutput, LabelOptions, LoaderBuilder, MetricsSnapshot, MissingMass,
+};
 use crate::Dataset;
 
 /// What to measure.

@@ -348,7 +348,11 @@ pub async fn label_shard_maps(
     let tasks = demo_tasks();
     let mut writers = Vec::new();
     for t in &tasks {
-        writers.push(LabelWriter::for_shard(ds, &t.name, shard).await?.blob_codec(codec));
+        writers.push(
+            LabelWriter::for_shard(ds, &t.name, shard)
+                .await?
+                .blob_codec(codec),
+        );
     }
     let groups = ds.snapshot().shard(shard)?.row_groups.len();
     for g in 0..groups {

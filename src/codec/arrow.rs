@@ -323,7 +323,10 @@ impl LabelColumns {
                 if map.is_null(i) {
                     return Ok(None);
                 }
-                let (h, w) = (h.as_primitive::<UInt32Type>(), w.as_primitive::<UInt32Type>());
+                let (h, w) = (
+                    h.as_primitive::<UInt32Type>(),
+                    w.as_primitive::<UInt32Type>(),
+                );
                 if h.is_null(i) || w.is_null(i) {
                     return Err(partial(&format!(
                         "{what} is set but {what}_height or {what}_width is null"

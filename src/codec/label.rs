@@ -551,7 +551,7 @@ fn mask_values(mask: &[u8], size: usize) -> impl Iterator<Item = u32> + '_ {
 /// Whether a little-endian float16 map holds ±infinity (exponent all ones,
 /// mantissa zero), in a vectorizable pass.
 fn any_f16_infinite(depth: &[u8]) -> bool {
-    depth
-        .chunks_exact(2)
-        .fold(false, |acc, c| acc | (u16::from_le_bytes([c[0], c[1]]) & 0x7FFF == 0x7C00))
+    depth.chunks_exact(2).fold(false, |acc, c| {
+        acc | (u16::from_le_bytes([c[0], c[1]]) & 0x7FFF == 0x7C00)
+    })
 }

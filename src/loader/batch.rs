@@ -490,10 +490,15 @@ impl Collator<'_> {
             ) => {
                 let mw = width as usize;
                 let geo = (&gl, (img_w, img_h), (width, height), (lw, lh));
-                resample(&mut depth[i * lhw..(i + 1) * lhw], geo, DEPTH_NAN, |ry, x| {
-                    let p = 2 * (ry * mw + x);
-                    half::f16::from_bits(u16::from_le_bytes([src[p], src[p + 1]]))
-                });
+                resample(
+                    &mut depth[i * lhw..(i + 1) * lhw],
+                    geo,
+                    DEPTH_NAN,
+                    |ry, x| {
+                        let p = 2 * (ry * mw + x);
+                        half::f16::from_bits(u16::from_le_bytes([src[p], src[p + 1]]))
+                    },
+                );
                 None
             }
             _ => {
@@ -549,9 +554,12 @@ impl Collator<'_> {
 /// label map through `g` by nearest sampling: `at(r, c)` is the map's value
 /// at row `r`, column `c`; pixels outside the map get `outside`. Output
 /// rows that sample the same map row are copies of the first.
+/// A geometry with the image size, the map size and the output size.
+type MapGeometry<'a> = (&'a Geometry, (u32, u32), (u32, u32), (u32, u32));
+
 fn resample<T: Copy>(
     out: &mut [T],
-    (g, image, map, (out_w, out_h)): (&Geometry, (u32, u32), (u32, u32), (u32, u32)),
+    (g, image, map, (out_w, out_h)): MapGeometry<'_>,
     outside: T,
     at: impl Fn(usize, usize) -> T,
 ) {

@@ -50,7 +50,9 @@ impl Chunks {
             .and_then(|i| self.parts.get(i))
             .filter(|(s, b)| start < s + b.len() as u64)
             .ok_or_else(|| {
-                ParquetError::General(format!("offset {start} is outside the fetched column chunks"))
+                ParquetError::General(format!(
+                    "offset {start} is outside the fetched column chunks"
+                ))
             })?;
         Ok(b.slice((start - s) as usize..))
     }
@@ -230,7 +232,9 @@ impl FileGroup {
         };
         let loc = Location::file(&*self.path);
         let r = match &self.task {
-            Some(t) => LabelColumns::new(t, &batch, &loc, self.first_row + start).map(Decoded::Labels),
+            Some(t) => {
+                LabelColumns::new(t, &batch, &loc, self.first_row + start).map(Decoded::Labels)
+            }
             None => (|| {
                 Ok(Decoded::Images {
                     ids: crate::codec::image_ids(&batch, &loc)?,
@@ -338,8 +342,8 @@ pub(crate) async fn fetch_file(
     let descr = md.file_metadata().schema_descr();
     let (small_roots, blob_roots) = (roots(false), roots(true));
     let small_mask = ProjectionMask::roots(descr, small_roots.iter().copied());
-    let blob_mask = (!blob_roots.is_empty())
-        .then(|| ProjectionMask::roots(descr, blob_roots.iter().copied()));
+    let blob_mask =
+        (!blob_roots.is_empty()).then(|| ProjectionMask::roots(descr, blob_roots.iter().copied()));
     let mask = ProjectionMask::roots(descr, small_roots.into_iter().chain(blob_roots));
     let rg = md.row_group(row_group);
     let n_rows = usize::try_from(rg.num_rows()).unwrap_or(0);

@@ -69,12 +69,12 @@ use crossbeam_channel as cb;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use arrow_array::cast::AsArray;
-use arrow_array::Array;
 use crate::error::{Error, Result};
 use crate::format::TaskDef;
 use crate::read::FooterCache;
 use crate::store::Dataset;
+use arrow_array::cast::AsArray;
+use arrow_array::Array;
 
 pub mod augment;
 pub mod batch;
@@ -573,8 +573,8 @@ impl LoaderBuilder {
             return bad("batch size and output size must be positive".into());
         }
         if ![1, 2, 4, 8].contains(&self.label_stride)
-            || self.size.0 % self.label_stride != 0
-            || self.size.1 % self.label_stride != 0
+            || !self.size.0.is_multiple_of(self.label_stride)
+            || !self.size.1.is_multiple_of(self.label_stride)
         {
             return bad(format!(
                 "label stride {} must be 1, 2, 4 or 8 and divide the output size {}x{}",
@@ -1047,7 +1047,9 @@ impl Loader {
                     .buffered(requests);
                 futures::pin_mut!(stream);
                 while let Some(item) = stream.next().await {
-                    let Some((s, data, permit)) = item else { return };
+                    let Some((s, data, permit)) = item else {
+                        return;
+                    };
                     let open = Open {
                         data,
                         _permit: permit,
@@ -1636,9 +1638,8 @@ pub fn read_alone(
                                 let (blk, j) = file.get(row).map_err(fail)?;
                                 if let fetch::Decoded::Labels(cols) = &*blk {
                                     if let Some(l) = cols.get(j)? {
-                                        l.check(t).map_err(|e| {
-                                            Error::value(cols.location(j), e)
-                                        })?;
+                                        l.check(t)
+                                            .map_err(|e| Error::value(cols.location(j), e))?;
                                     }
                                 }
                             }

@@ -426,19 +426,39 @@ fn check_alignment(stride: usize) {
                 if area * 50 < w * h || img[2] - img[0] < 4 || img[3] - img[1] < 4 {
                     continue;
                 }
-                let mask = s.mask.unwrap_or_else(|| panic!("{}: no mask rectangle", s.id));
-                let depth = s.depth.unwrap_or_else(|| panic!("{}: no depth rectangle", s.id));
-                assert!(near(img, mask, tol), "{}: image {img:?} mask {mask:?}", s.id);
-                assert!(near(img, depth, tol), "{}: image {img:?} depth {depth:?}", s.id);
+                let mask = s
+                    .mask
+                    .unwrap_or_else(|| panic!("{}: no mask rectangle", s.id));
+                let depth = s
+                    .depth
+                    .unwrap_or_else(|| panic!("{}: no depth rectangle", s.id));
+                assert!(
+                    near(img, mask, tol),
+                    "{}: image {img:?} mask {mask:?}",
+                    s.id
+                );
+                assert!(
+                    near(img, depth, tol),
+                    "{}: image {img:?} depth {depth:?}",
+                    s.id
+                );
                 assert_eq!(s.boxes.len(), 1, "{}: one box", s.id);
                 let bx = s.boxes[0].map(|v| v.round() as usize);
-                assert!(near(img, bx, 1), "{}: image {img:?} box {:?}", s.id, s.boxes[0]);
+                assert!(
+                    near(img, bx, 1),
+                    "{}: image {img:?} box {:?}",
+                    s.id,
+                    s.boxes[0]
+                );
                 checked += 1;
             }
         }
     }
     assert!(checked > 30, "only {checked} rectangles checked");
-    assert!(outside_seen > 100, "scale jitter left only {outside_seen} label pixels outside");
+    assert!(
+        outside_seen > 100,
+        "scale jitter left only {outside_seen} label pixels outside"
+    );
 }
 
 #[test]
@@ -474,13 +494,21 @@ fn a_flip_mirrors_the_image_mask_depth_and_boxes() {
                     assert_eq!(p.image, f.image, "{}", p.id);
                     continue;
                 };
-                assert!(near(mirror(pi), fi, 1), "{}: image {pi:?} flipped {fi:?}", p.id);
+                assert!(
+                    near(mirror(pi), fi, 1),
+                    "{}: image {pi:?} flipped {fi:?}",
+                    p.id
+                );
                 for (what, x, y) in [("mask", p.mask, f.mask), ("depth", p.depth, f.depth)] {
                     let (Some(x), Some(y)) = (x, y) else {
                         assert_eq!(x, y, "{}: {what}", p.id);
                         continue;
                     };
-                    assert!(near(mirror(x), y, stride), "{}: {what} {x:?} flipped {y:?}", p.id);
+                    assert!(
+                        near(mirror(x), y, stride),
+                        "{}: {what} {x:?} flipped {y:?}",
+                        p.id
+                    );
                 }
                 assert_eq!(p.boxes.len(), f.boxes.len());
                 for (pb, fb) in p.boxes.iter().zip(&f.boxes) {
@@ -498,7 +526,10 @@ fn a_flip_mirrors_the_image_mask_depth_and_boxes() {
                 }
             }
         }
-        assert!(mirrored > 10, "stride {stride}: only {mirrored} samples compared");
+        assert!(
+            mirrored > 10,
+            "stride {stride}: only {mirrored} samples compared"
+        );
     }
 }
 
@@ -613,12 +644,7 @@ fn recycled_batches_carry_nothing_stale() {
     let root = demo(dir.path(), 70);
     // Rank 2 of 3 with padding: its last batch has empty slots, which a
     // recycled buffer would fill with an earlier batch's pixels and labels.
-    let b = || {
-        builder(&root)
-            .workers(1)
-            .balance(Balance::Pad)
-            .rank(2, 3)
-    };
+    let b = || builder(&root).workers(1).balance(Balance::Pad).rank(2, 3);
     let fresh = all(b());
     assert!(fresh.iter().any(|x| x.real() < x.batch_size), "no padding");
     let loader = b().build().unwrap();

@@ -126,7 +126,9 @@ fn u16_masks_and_normalized_images_widen_on_the_device() {
         width: 3,
         label_height: 2,
         label_width: 3,
-        images: Images::U8(vec![0, 255, 51, 0, 255, 51, 0, 255, 51, 0, 255, 51, 0, 255, 51, 0, 255, 51]),
+        images: Images::U8(vec![
+            0, 255, 51, 0, 255, 51, 0, 255, 51, 0, 255, 51, 0, 255, 51, 0, 255, 51,
+        ]),
         image_ids: vec!["a".into()],
         sources: vec!["s".into()],
         padding: vec![false],
