@@ -696,3 +696,42 @@ fn full_resolution_maps_stream_with_the_smallest_prefetch_budget() {
         .expect("the loader stalled");
     assert_eq!(n, 2 * 64, "two epochs of 8 full batches");
 }
+
+#[test]
+fn many_epochs_give_the_batches_of_fresh_per_epoch_loaders() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = demo(dir.path(), 70);
+    let b = || builder(&root).workers(2).rank(1, 2).balance(Balance::Pad);
+    let fresh: Vec<Batch> = (3..6).flat_map(|e| all(b().epoch(e))).collect();
+    let per_epoch = b().epoch(3).build().unwrap().batches_per_epoch();
+    let mut epochs = b().epochs(3..6).unwrap();
+    let mut got = vec![];
+    let mut seen_epochs = vec![];
+    // remaining() counts down to 0 within each epoch.
+    loop {
+        let before = epochs
+            .current()
+            .map(|l| (l.remaining(), l.batches_per_epoch()));
+        let Some(batch) = epochs.next() else { break };
+        let batch = batch.unwrap();
+        let (remaining, total) = before.unwrap();
+        assert_eq!(total, per_epoch);
+        if remaining == 0 {
+            // The previous epoch was done: this batch opens the next one.
+            assert_eq!(batch.index, 0);
+        } else {
+            assert_eq!(batch.index, total - remaining, "epoch {}", batch.epoch);
+        }
+        if seen_epochs.last() != Some(&batch.epoch) {
+            seen_epochs.push(batch.epoch);
+        }
+        got.push(batch.clone());
+        epochs.recycle(batch);
+    }
+    assert_eq!(seen_epochs, vec![3, 4, 5]);
+    assert_eq!(got.len() as u64, 3 * per_epoch);
+    assert_eq!(got, fresh, "epoch e of many = a fresh loader of epoch e");
+    // After the end: nothing more, and the last epoch's counters stay.
+    assert!(epochs.next().is_none());
+    assert!(epochs.metrics().batches > 0);
+}
