@@ -1,7 +1,12 @@
 //! Trains a small multi-task student on the demo dataset: one shared
 //! convolutional backbone, one head per task, per-task losses masked by
-//! `present`, fed by the must-ds loader. It prints the losses as they fall
-//! and exits with 1 if they did not. CUDA is used when it is there.
+//! `present`, fed by the must-ds loader. It prints the losses as they fall.
+//! A control run then trains the same student from the same weights on the
+//! same batches with each sample's labels taken from the next sample in its
+//! batch, so that only label priors can be learned. It exits with 1 unless
+//! the loss fell by at least 40 % and the control ended with summed task
+//! losses at least 1.5 times the real run's (misaligned labels would make
+//! the two runs alike). CUDA is used when it is there.
 //!
 //! ```text
 //! cargo run --release -- demo must-demo
@@ -25,6 +30,12 @@ use tch::{Device, Kind, Tensor};
 
 const SIZE: i64 = 128;
 const STRIDE: i64 = 8;
+/// The mean loss of the last tenth of the steps must be at most this share of the first tenth's.
+const FALL: f64 = 0.6;
+/// The control's summed task losses over the last quarter must be at least
+/// this many times the real run's (2.4 on the demo dataset; tasks whose
+/// labels do not depend on the image, such as vertical-depth, tie).
+const CONTROL: f64 = 1.5;
 
 struct Student {
     backbone: nn::Sequential,
@@ -74,8 +85,28 @@ fn losses(
     t: &BTreeMap<String, Tensor>,
     batch: &Batch,
     device: Device,
+    perm: Option<&Tensor>,
 ) -> BTreeMap<String, Tensor> {
     let x = t["images"].to_kind(Kind::Float);
+    // The control run: sample i is scored against the labels of another sample.
+    let shuffled: BTreeMap<String, Tensor>;
+    let t = match perm {
+        Some(p) => {
+            shuffled = t
+                .iter()
+                .map(|(k, v)| {
+                    let v = if k == "images" {
+                        v.shallow_clone()
+                    } else {
+                        v.index_select(0, p)
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            &shuffled
+        }
+        None => t,
+    };
     let feat = model.backbone.forward(&x); // B×96×H/8×W/8
     let mut out = BTreeMap::new();
     for (name, (kind, head)) in &model.heads {
@@ -93,7 +124,10 @@ fn losses(
             }
             TaskKind::Detection { num_classes, .. } => {
                 // Box centres as a per-class heatmap at stride 8.
-                let target = centre_heatmap(batch, name, *num_classes as i64).to_device(device);
+                let mut target = centre_heatmap(batch, name, *num_classes as i64).to_device(device);
+                if let Some(p) = perm {
+                    target = target.index_select(0, p);
+                }
                 let bce = y.binary_cross_entropy_with_logits::<Tensor>(
                     &target,
                     None,
@@ -160,6 +194,92 @@ fn centre_heatmap(batch: &Batch, task: &str, classes: i64) -> Tensor {
     Tensor::from_slice(&v).view([b, classes, g, g])
 }
 
+/// Loss history of one training run: the total and each task's, per step.
+struct Run {
+    total: Vec<f64>,
+    tasks: BTreeMap<String, Vec<f64>>,
+    seconds: f64,
+}
+
+/// Trains a fresh student (the same initial weights and batches every run)
+/// for `steps`; with `permute`, each sample's targets are those of the next
+/// sample in its batch, so that only label priors can be learned.
+fn train(
+    ds: &Dataset,
+    tasks: &[(String, TaskKind)],
+    steps: usize,
+    device: Device,
+    permute: bool,
+    report_every: usize,
+) -> Run {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let model = Student::new(&vs.root(), tasks);
+    let mut opt = nn::Adam::default().build(&vs, 2e-3).expect("optimizer");
+    let mut run = Run {
+        total: vec![],
+        tasks: BTreeMap::new(),
+        seconds: 0.0,
+    };
+    let t0 = Instant::now();
+    // Compact u8 images normalized on the device; masks and depth at the
+    // feature map's resolution; epochs one after the other, pipeline full.
+    let mut b = LoaderBuilder::new(ds.clone())
+        .batch_size(16)
+        .output_size(SIZE as u32, SIZE as u32)
+        .label_stride(STRIDE as u32)
+        .seed(1);
+    for (name, _) in tasks {
+        b = b.task(name, false);
+    }
+    let mut loader = b.epochs(0..u64::MAX).expect("loader");
+    let mut step = 0;
+    while let Some(batch) = loader.next() {
+        let batch = batch.expect("batch");
+        let t = must_ds::torch::to_tensors_with(&batch, device, Some(NORMALIZE));
+        let bs = batch.batch_size as i64;
+        let perm = permute.then(|| {
+            let p: Vec<i64> = (0..bs).map(|i| (i + 1) % bs).collect();
+            Tensor::from_slice(&p).to_device(device)
+        });
+        let l = losses(&model, &t, &batch, device, perm.as_ref());
+        let total = l
+            .values()
+            .fold(Tensor::zeros([], (Kind::Float, device)), |a, b| a + b);
+        opt.backward_step(&total);
+        run.total.push(total.double_value(&[]));
+        for (k, v) in &l {
+            run.tasks
+                .entry(k.clone())
+                .or_default()
+                .push(v.double_value(&[]));
+        }
+        if step % report_every == 0 {
+            let parts: Vec<String> = l
+                .iter()
+                .map(|(k, v)| format!("{k} {:.3}", v.double_value(&[])))
+                .collect();
+            println!(
+                "step {step:4}  loss {:.3}  ({})",
+                run.total[step],
+                parts.join(", ")
+            );
+        }
+        loader.recycle(batch);
+        step += 1;
+        if step >= steps {
+            break;
+        }
+    }
+    run.seconds = t0.elapsed().as_secs_f64();
+    run
+}
+
+/// Mean of the last `w` values.
+fn tail_mean(v: &[f64], w: usize) -> f64 {
+    v[v.len() - w..].iter().sum::<f64>() / w as f64
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let root = args.get(1).cloned().unwrap_or_else(|| "must-demo".into());
@@ -181,61 +301,55 @@ fn main() {
         tasks.len(),
         ds.snapshot().total_rows()
     );
-    let vs = nn::VarStore::new(device);
-    let model = Student::new(&vs.root(), &tasks);
-    let mut opt = nn::Adam::default().build(&vs, 2e-3).expect("optimizer");
-    let mut step = 0;
-    let mut history: Vec<f64> = vec![];
-    let t0 = Instant::now();
-    // Compact u8 images normalized on the device; masks and depth at the
-    // feature map's resolution; epochs one after the other, pipeline full.
-    let mut b = LoaderBuilder::new(ds.clone())
-        .batch_size(16)
-        .output_size(SIZE as u32, SIZE as u32)
-        .label_stride(STRIDE as u32)
-        .seed(1);
-    for (name, _) in &tasks {
-        b = b.task(name, false);
-    }
-    let mut loader = b.epochs(0..u64::MAX).expect("loader");
-    {
-        while let Some(batch) = loader.next() {
-            let batch = batch.expect("batch");
-            let t = must_ds::torch::to_tensors_with(&batch, device, Some(NORMALIZE));
-            let l = losses(&model, &t, &batch, device);
-            let total = l
-                .values()
-                .fold(Tensor::zeros([], (Kind::Float, device)), |a, b| a + b);
-            opt.backward_step(&total);
-            history.push(total.double_value(&[]));
-            if step % 25 == 0 {
-                let parts: Vec<String> = l
-                    .iter()
-                    .map(|(k, v)| format!("{k} {:.3}", v.double_value(&[])))
-                    .collect();
-                println!(
-                    "step {step:4}  loss {:.3}  ({})",
-                    history[step],
-                    parts.join(", ")
-                );
-            }
-            loader.recycle(batch);
-            step += 1;
-            if step >= steps {
-                break;
-            }
-        }
-    }
+    let real = train(&ds, &tasks, steps, device, false, 25);
     let w = (steps / 10).max(1);
-    let first: f64 = history[..w].iter().sum::<f64>() / w as f64;
-    let last: f64 = history[history.len() - w..].iter().sum::<f64>() / w as f64;
+    let first: f64 = real.total[..w].iter().sum::<f64>() / w as f64;
+    let last = tail_mean(&real.total, w);
     println!(
         "{steps} steps in {:.1} s: mean loss of the first {w} steps {first:.3}, of the last {w} {last:.3}",
-        t0.elapsed().as_secs_f64()
+        real.seconds
     );
-    if last >= first {
-        println!("the loss did not fall");
+    println!(
+        "control: the same run with each sample's labels taken from the next sample in its batch"
+    );
+    let control = train(&ds, &tasks, steps, device, true, 50);
+    // Over the last quarter of the steps: less noise than one batch.
+    let q = (steps / 4).max(1);
+    let mut failed = vec![];
+    if last > FALL * first {
+        failed.push(format!(
+            "the loss fell by {:.0} %, less than the required {:.0} %",
+            100.0 * (1.0 - last / first),
+            100.0 * (1.0 - FALL)
+        ));
+    } else {
+        println!("the loss fell by {:.0} %", 100.0 * (1.0 - last / first));
+    }
+    let (mut sum_real, mut sum_control) = (0.0, 0.0);
+    for (name, r) in &real.tasks {
+        let (r, c) = (tail_mean(r, q), tail_mean(&control.tasks[name], q));
+        sum_real += r;
+        sum_control += c;
+        println!(
+            "{name}: mean loss of the last {q} steps {r:.3}, control {c:.3} ({:+.0} %)",
+            100.0 * (c / r - 1.0)
+        );
+    }
+    println!(
+        "all tasks: {sum_real:.3}, control {sum_control:.3} ({:+.0} %)",
+        100.0 * (sum_control / sum_real - 1.0)
+    );
+    if sum_control < CONTROL * sum_real {
+        failed.push(format!(
+            "the control with permuted labels ended within {:.0} % of the real run ({sum_control:.3} against {sum_real:.3})",
+            100.0 * (CONTROL - 1.0)
+        ));
+    }
+    if !failed.is_empty() {
+        for f in &failed {
+            println!("FAILED: {f}");
+        }
         std::process::exit(1);
     }
-    println!("the loss fell by {:.0} %", 100.0 * (1.0 - last / first));
+    println!("labels are learned, not only their priors");
 }

@@ -10,6 +10,8 @@ mod conformance;
 mod crashes;
 mod faults;
 mod loader;
+mod loader_corrupt;
+mod loader_options;
 mod loader_semantics;
 mod python;
 mod s3;
