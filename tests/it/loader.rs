@@ -31,18 +31,7 @@ fn all(b: LoaderBuilder) -> Vec<Batch> {
     b.build().unwrap().map(|b| b.unwrap()).collect()
 }
 
-fn ids(batches: &[Batch]) -> Vec<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            b.image_ids
-                .iter()
-                .zip(&b.padding)
-                .filter(|(_, p)| !**p)
-                .map(|(i, _)| i.clone())
-        })
-        .collect()
-}
+use crate::util::real_ids as ids;
 
 #[test]
 fn batches_depend_on_seed_and_epoch_not_on_threads_or_prefetch() {

@@ -18,18 +18,7 @@ use crate::util;
 const CLS: &str = r#"{"name":"cls","kind":"classification","num_classes":4,"encoding":"dense","teacher":{"name":"t"}}"#;
 const SEG: &str = r#"{"name":"seg","kind":"segmentation","num_classes":2,"dtype":"u8","ignore_index":255,"teacher":{"name":"t"}}"#;
 
-fn ids(batches: &[Batch]) -> Vec<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            b.image_ids
-                .iter()
-                .zip(&b.padding)
-                .filter(|(_, p)| !**p)
-                .map(|(i, _)| i.clone())
-        })
-        .collect()
-}
+use crate::util::real_ids as ids;
 
 /// 12 photos in one shard (row groups of 4), `cls` on every image.
 fn with_cls(rt: &tokio::runtime::Runtime, root: &Path) -> (Dataset, Vec<String>) {

@@ -52,19 +52,7 @@ fn sample(b: &Batch, i: usize) -> &[u8] {
     &pixels(b)[i * n..(i + 1) * n]
 }
 
-/// Ids of the real (not padding) samples, in order.
-fn ids(batches: &[Batch]) -> Vec<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            b.image_ids
-                .iter()
-                .zip(&b.padding)
-                .filter(|(_, p)| !**p)
-                .map(|(i, _)| i.clone())
-        })
-        .collect()
-}
+use crate::util::real_ids as ids;
 
 /// What a batch is, for comparisons: ids, padding flags and pixels.
 fn key(b: &Batch) -> (Vec<String>, Vec<bool>, Vec<u8>) {

@@ -166,3 +166,17 @@ pub fn copy_dir(from: &Path, to: &Path) {
         std::fs::write(p, bytes).unwrap();
     }
 }
+
+/// Ids of the real (not padding) samples of `batches`, in order.
+pub fn real_ids(batches: &[must_ds::loader::Batch]) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.image_ids
+                .iter()
+                .zip(&b.padding)
+                .filter(|(_, p)| !**p)
+                .map(|(i, _)| i.clone())
+        })
+        .collect()
+}
