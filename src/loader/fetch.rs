@@ -309,16 +309,7 @@ pub(crate) async fn fetch_file(
     rows: &Rows,
 ) -> Result<FileGroup> {
     let mut reader = StoreReader::new(ds.store.clone(), ds.object_path(path), Some(size));
-    let meta = match footers.get(path) {
-        Some(m) => m,
-        None => {
-            let m = ArrowReaderMetadata::load_async(&mut reader, Default::default())
-                .await
-                .map_err(|e| Error::parquet(path, e))?;
-            footers.put(path, m.clone());
-            m
-        }
-    };
+    let meta = FooterCache::load(Some(footers), &mut reader, path).await?;
     let md = meta.metadata().clone();
     if row_group >= md.num_row_groups() {
         return Err(Error::value(

@@ -1467,14 +1467,13 @@ fn fill_sample(
     // Every task's block first: a required task without a label leaves the
     // slot as padding before any pixel is decoded.
     let mut labels = Vec::with_capacity(sh.tasks.len());
-    for (ti, file) in g.labels.iter().enumerate() {
+    for file in &g.labels {
         let Some(file) = file else {
             labels.push(None);
             continue;
         };
         let (blk, j) = file.get(row).map_err(err)?;
         labels.push(Some((blk, j, file)));
-        let _ = ti;
     }
     let mut refs: Vec<Option<crate::codec::LabelRef<'_>>> = Vec::with_capacity(labels.len());
     for l in &labels {

@@ -73,12 +73,31 @@ impl FooterCache {
         }
     }
 
-    pub(crate) fn get(&self, file: &str) -> Option<ArrowReaderMetadata> {
+    /// The footer of `file` from `cache` when it is there, else read
+    /// through `reader` (and kept in `cache`).
+    pub(crate) async fn load(
+        cache: Option<&FooterCache>,
+        reader: &mut StoreReader,
+        file: &str,
+    ) -> Result<ArrowReaderMetadata> {
+        if let Some(m) = cache.and_then(|c| c.get(file)) {
+            return Ok(m);
+        }
+        let m = ArrowReaderMetadata::load_async(reader, Default::default())
+            .await
+            .map_err(|e| Error::parquet(file, e))?;
+        if let Some(c) = cache {
+            c.put(file, m.clone());
+        }
+        Ok(m)
+    }
+
+    fn get(&self, file: &str) -> Option<ArrowReaderMetadata> {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.0.get(file).cloned()
     }
 
-    pub(crate) fn put(&self, file: &str, meta: ArrowReaderMetadata) {
+    fn put(&self, file: &str, meta: ArrowReaderMetadata) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.0.insert(file.to_owned(), meta).is_none() {
             g.1.push_back(file.to_owned());
@@ -119,19 +138,7 @@ impl Dataset {
         footers: Option<&FooterCache>,
     ) -> Result<Vec<RecordBatch>> {
         let mut reader = StoreReader::new(self.store.clone(), self.object_path(rel), size);
-        let cached = footers.and_then(|f| f.get(rel));
-        let meta = match cached {
-            Some(m) => m,
-            None => {
-                let m = ArrowReaderMetadata::load_async(&mut reader, Default::default())
-                    .await
-                    .map_err(|e| Error::parquet(rel, e))?;
-                if let Some(f) = footers {
-                    f.put(rel, m.clone());
-                }
-                m
-            }
-        };
+        let meta = FooterCache::load(footers, &mut reader, rel).await?;
         let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta);
         let mut builder = builder.with_batch_size(1 << 20);
         if let Some(cols) = columns {
