@@ -8,7 +8,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use must_ds::loader::augment::{decode, Crop, Geometry, Resizer, Rgb};
+use must_ds::codec::{decode_rgb, Rgb, DEFAULT_MAX_PIXELS};
+use must_ds::loader::augment::{Crop, Geometry, Resizer};
 use must_ds::loader::plan::Rng;
 use must_ds::loader::LoaderBuilder;
 use must_ds::Dataset;
@@ -34,7 +35,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let mut rgb = Rgb::default();
     g.bench_function("decode_jpeg_451x300", |b| {
-        b.iter(|| decode(black_box(jpeg), &mut rgb).unwrap())
+        b.iter(|| decode_rgb(black_box(jpeg), &mut rgb, DEFAULT_MAX_PIXELS).unwrap())
     });
     let mut rs = Resizer::default();
     let crop = Crop::RandomResized {

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::redact::sanitize;
+
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -52,11 +54,10 @@ impl fmt::Display for Location {
 }
 
 /// Everything that can go wrong in must-ds.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// A dataset URL or path could not be understood.
-    #[error("invalid dataset location {url:?}: {reason}")]
     InvalidUrl {
         /// The URL as given.
         url: String,
@@ -64,19 +65,16 @@ pub enum Error {
         reason: String,
     },
     /// The dataset has no commit 0.
-    #[error("no must-ds dataset at {url} (no {url}/_must/log/00000000000000000000.json); create one with `must-ds init`")]
     NotADataset {
         /// The dataset URL.
         url: String,
     },
     /// `init` found a dataset already there.
-    #[error("a must-ds dataset already exists at {url}")]
     DatasetExists {
         /// The dataset URL.
         url: String,
     },
     /// A requested version does not exist.
-    #[error("version {version} does not exist (latest is {latest})")]
     NoSuchVersion {
         /// The version asked for.
         version: u64,
@@ -84,7 +82,6 @@ pub enum Error {
         latest: u64,
     },
     /// A log file or checkpoint is malformed.
-    #[error("corrupt log entry {file}: {reason}")]
     CorruptLog {
         /// The log or checkpoint file.
         file: String,
@@ -92,7 +89,6 @@ pub enum Error {
         reason: String,
     },
     /// A log file holds an action this reader does not know.
-    #[error("{file}: unknown action {action:?}; this must-ds reads format version 1 and refuses actions it does not understand")]
     UnknownAction {
         /// The log file.
         file: String,
@@ -100,7 +96,6 @@ pub enum Error {
         action: String,
     },
     /// The dataset needs a newer reader or unknown features.
-    #[error("{file}: dataset requires {what}, but this must-ds supports reader version {supported} with features {features:?}; upgrade must-ds")]
     UnsupportedProtocol {
         /// The log file with the protocol action.
         file: String,
@@ -112,15 +107,28 @@ pub enum Error {
         features: Vec<String>,
     },
     /// A commit conflicts with one that was committed concurrently (or before).
-    #[error("commit conflict at version {version}: {reason}")]
     Conflict {
         /// The version the commit was checked against.
         version: u64,
         /// What conflicts.
         reason: String,
     },
+    /// A transaction breaks an invariant of the log: committed, it would
+    /// make the dataset unreadable, so nothing was written.
+    InvalidCommit {
+        /// The version the commit was checked against.
+        version: u64,
+        /// The invariant it breaks.
+        reason: String,
+    },
+    /// `init` found other things at the location.
+    LocationNotEmpty {
+        /// The dataset URL.
+        url: String,
+        /// Some of what is there.
+        found: Vec<String>,
+    },
     /// A commit kept losing races and gave up.
-    #[error("gave up committing after {attempts} attempts (last tried version {version}); too many concurrent writers")]
     CommitRetriesExhausted {
         /// Number of attempts made.
         attempts: u32,
@@ -128,13 +136,11 @@ pub enum Error {
         version: u64,
     },
     /// A task name is not `[a-z0-9_-]{1,64}`.
-    #[error("invalid task name {name:?}: it must match [a-z0-9_-]{{1,64}}")]
     InvalidTaskName {
         /// The name given.
         name: String,
     },
     /// A task definition is not valid.
-    #[error("invalid definition of task {task:?}: {reason}")]
     InvalidTask {
         /// The task name.
         task: String,
@@ -142,7 +148,6 @@ pub enum Error {
         reason: String,
     },
     /// A task is not defined in the dataset.
-    #[error("task {task:?} is not defined in this dataset (defined: {defined})")]
     UnknownTask {
         /// The task name.
         task: String,
@@ -150,7 +155,6 @@ pub enum Error {
         defined: String,
     },
     /// An image shard id is not in the dataset.
-    #[error("image shard {shard} does not exist in this dataset (version {version} has {count} image shards)")]
     UnknownShard {
         /// The shard id.
         shard: u64,
@@ -160,7 +164,6 @@ pub enum Error {
         count: usize,
     },
     /// A data file's schema does not match the format.
-    #[error("{location}: schema mismatch: {reason}")]
     Schema {
         /// The file.
         location: Location,
@@ -168,7 +171,6 @@ pub enum Error {
         reason: String,
     },
     /// A value in a data file (or passed to a writer) breaks the format's rules.
-    #[error("{location}: invalid value: {reason}")]
     InvalidValue {
         /// File, row and image id.
         location: Location,
@@ -176,7 +178,6 @@ pub enum Error {
         reason: String,
     },
     /// A label file is not aligned with its image shard.
-    #[error("{location}: not aligned with image shard {shard}: {reason}")]
     Misaligned {
         /// The label file and the first row that differs.
         location: Location,
@@ -186,7 +187,6 @@ pub enum Error {
         reason: String,
     },
     /// A file is not an image this format accepts.
-    #[error("{file}: not a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF): {reason}")]
     NotAnImage {
         /// The file.
         file: String,
@@ -194,7 +194,6 @@ pub enum Error {
         reason: String,
     },
     /// A data file's bytes do not match the checksum in the log.
-    #[error("{file}: checksum mismatch: log says {expected}, file has {actual}")]
     Checksum {
         /// The file.
         file: String,
@@ -204,7 +203,6 @@ pub enum Error {
         actual: String,
     },
     /// The loader met data it could not use (policy `fail`).
-    #[error("{file}, row group {row_group}{}: {reason}", image_id.as_ref().map(|i| format!(" (image_id {i:?})")).unwrap_or_default())]
     Corrupt {
         /// The data file.
         file: String,
@@ -216,7 +214,6 @@ pub enum Error {
         reason: String,
     },
     /// A teacher model could not label a shard (or could not start).
-    #[error("teacher{}: {reason}", shard.map(|s| format!(" on image shard {s}")).unwrap_or_default())]
     Teacher {
         /// The image shard being labeled, when there was one.
         shard: Option<u64>,
@@ -224,75 +221,316 @@ pub enum Error {
         reason: String,
     },
     /// Loader options that cannot work together, or a state that does not fit them.
-    #[error("loader: {0}")]
     Loader(String),
     /// Parquet could not read or write a file.
-    #[error("{file}: parquet: {source}")]
     Parquet {
         /// The file.
         file: String,
         /// The parquet error.
-        #[source]
         source: parquet::errors::ParquetError,
     },
     /// Arrow failed on a file's data.
-    #[error("{file}: arrow: {source}")]
     Arrow {
         /// The file.
         file: String,
         /// The arrow error.
-        #[source]
         source: arrow_schema::ArrowError,
     },
     /// The object store failed.
-    #[error("object store: {source}")]
     Store {
         /// The object store error (it names the path).
-        #[source]
         source: object_store::Error,
     },
     /// Local I/O failed.
-    #[error("{path}: {source}")]
     Io {
         /// The local path.
         path: String,
         /// The I/O error.
-        #[source]
         source: std::io::Error,
     },
     /// A JSON document could not be read or written.
-    #[error("{file}: JSON: {source}")]
     Json {
         /// The file or object.
         file: String,
         /// The serde error.
-        #[source]
         source: serde_json::Error,
     },
 }
 
-impl From<object_store::Error> for Error {
-    fn from(source: object_store::Error) -> Self {
-        Error::Store { source }
+impl fmt::Display for Error {
+    /// The message, with the secrets of URLs hidden and control characters
+    /// escaped (see [`crate::redact`]): it may quote a URL given on the
+    /// command line, or strings read from a log or a data file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&sanitize(&self.message()))
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Parquet { source, .. } => Some(source),
+            Error::Arrow { source, .. } => Some(source),
+            Error::Store { source } => Some(source),
+            Error::Io { source, .. } => Some(source),
+            Error::Json { source, .. } => Some(source),
+            _ => None,
+        }
     }
 }
 
 impl Error {
+    /// The message before [`sanitize`].
+    fn message(&self) -> String {
+        match self {
+            Error::InvalidUrl { url, reason } => {
+                format!("invalid dataset location {url:?}: {reason}")
+            }
+            Error::NotADataset { url } => format!(
+                "no must-ds dataset at {url} (no {url}/_must/log/00000000000000000000.json); create one with `must-ds init`"
+            ),
+            Error::DatasetExists { url } => format!("a must-ds dataset already exists at {url}"),
+            Error::NoSuchVersion { version, latest } => {
+                format!("version {version} does not exist (latest is {latest})")
+            }
+            Error::CorruptLog { file, reason } => format!("corrupt log entry {file}: {reason}"),
+            Error::UnknownAction { file, action } => format!(
+                "{file}: unknown action {action:?}; this must-ds reads format version 1 and refuses actions it does not understand"
+            ),
+            Error::UnsupportedProtocol {
+                file,
+                what,
+                supported,
+                features,
+            } => format!(
+                "{file}: dataset requires {what}, but this must-ds supports reader version {supported} with features {features:?}; upgrade must-ds"
+            ),
+            Error::Conflict { version, reason } => {
+                format!("commit conflict at version {version}: {reason}")
+            }
+            Error::LocationNotEmpty { url, found } => format!(
+                "{url} is not empty (it holds {}); `init` creates a dataset only in an empty location, so that nothing of yours is ever mixed with the dataset's files or deleted by `vacuum`",
+                found.join(", ")
+            ),
+            Error::InvalidCommit { version, reason } => format!(
+                "commit refused at version {version}: {reason}; nothing was committed"
+            ),
+            Error::CommitRetriesExhausted { attempts, version } => format!(
+                "gave up committing after {attempts} attempts (last tried version {version}); too many concurrent writers"
+            ),
+            Error::InvalidTaskName { name } => {
+                format!("invalid task name {name:?}: it must match [a-z0-9_-]{{1,64}}")
+            }
+            Error::InvalidTask { task, reason } => {
+                format!("invalid definition of task {task:?}: {reason}")
+            }
+            Error::UnknownTask { task, defined } => {
+                format!("task {task:?} is not defined in this dataset (defined: {defined})")
+            }
+            Error::UnknownShard {
+                shard,
+                version,
+                count,
+            } => format!(
+                "image shard {shard} does not exist in this dataset (version {version} has {count} image shards)"
+            ),
+            Error::Schema { location, reason } => format!("{location}: schema mismatch: {reason}"),
+            Error::InvalidValue { location, reason } => {
+                format!("{location}: invalid value: {reason}")
+            }
+            Error::Misaligned {
+                location,
+                shard,
+                reason,
+            } => format!("{location}: not aligned with image shard {shard}: {reason}"),
+            Error::NotAnImage { file, reason } => format!(
+                "{file}: not a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF): {reason}"
+            ),
+            Error::Checksum {
+                file,
+                expected,
+                actual,
+            } => format!("{file}: checksum mismatch: log says {expected}, file has {actual}"),
+            Error::Corrupt {
+                file,
+                row_group,
+                image_id,
+                reason,
+            } => format!(
+                "{file}, row group {row_group}{}: {reason}",
+                image_id
+                    .as_ref()
+                    .map(|i| format!(" (image_id {i:?})"))
+                    .unwrap_or_default()
+            ),
+            Error::Teacher { shard, reason } => format!(
+                "teacher{}: {reason}",
+                shard
+                    .map(|s| format!(" on image shard {s}"))
+                    .unwrap_or_default()
+            ),
+            Error::Loader(m) => format!("loader: {m}"),
+            Error::Parquet { file, source } => format!("{file}: parquet: {source}"),
+            Error::Arrow { file, source } => format!("{file}: arrow: {source}"),
+            Error::Store { source } => format!("object store: {source}"),
+            Error::Io { path, source } => format!("{path}: {source}"),
+            Error::Json { file, source } => format!("{file}: JSON: {source}"),
+        }
+    }
+}
+
+/// An error's message and its sources', joined by `": "` (a source whose
+/// message is already in the text, as many wrappers quote theirs, is not
+/// repeated).
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let m = s.to_string();
+        if !text.contains(&m) {
+            text.push_str(": ");
+            text.push_str(&m);
+        }
+        next = s.source();
+    }
+    text
+}
+
+/// A message that replaced an error whose text carried a secret: the
+/// original chain of messages, [`sanitize`]d, without further sources.
+#[derive(Debug)]
+struct Redacted(String);
+
+impl fmt::Display for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Redacted {}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `e` as a [`Redacted`] box when its chain of messages needs sanitizing;
+/// `None` when it is clean as it is.
+fn redacted(e: &(dyn std::error::Error + 'static)) -> Option<BoxError> {
+    let text = chain_text(e);
+    let clean = sanitize(&text);
+    (clean != text).then(|| Box::new(Redacted(clean)) as BoxError)
+}
+
+/// An object store error whose messages (paths, request URLs, the messages
+/// of its sources) carry no secret: the same variant where it has a path
+/// and a boxed source, a generic one otherwise.
+fn clean_store_error(e: object_store::Error) -> object_store::Error {
+    use object_store::Error as E;
+    if redacted(&e).is_none() {
+        return e;
+    }
+    let fix = |source: BoxError| redacted(&*source).unwrap_or(source);
+    match e {
+        E::Generic { store, source } => E::Generic {
+            store,
+            source: fix(source),
+        },
+        E::NotFound { path, source } => E::NotFound {
+            path: sanitize(&path),
+            source: fix(source),
+        },
+        E::NotSupported { source } => E::NotSupported {
+            source: fix(source),
+        },
+        E::AlreadyExists { path, source } => E::AlreadyExists {
+            path: sanitize(&path),
+            source: fix(source),
+        },
+        E::Precondition { path, source } => E::Precondition {
+            path: sanitize(&path),
+            source: fix(source),
+        },
+        E::NotModified { path, source } => E::NotModified {
+            path: sanitize(&path),
+            source: fix(source),
+        },
+        E::PermissionDenied { path, source } => E::PermissionDenied {
+            path: sanitize(&path),
+            source: fix(source),
+        },
+        E::Unauthenticated { path, source } => E::Unauthenticated {
+            path: sanitize(&path),
+            source: fix(source),
+        },
+        other => E::Generic {
+            store: "object store",
+            source: Box::new(Redacted(sanitize(&chain_text(&other)))),
+        },
+    }
+}
+
+impl From<object_store::Error> for Error {
+    /// Object store errors quote request URLs (with their queries, which
+    /// may hold signatures) and the messages of HTTP clients: they are
+    /// [`sanitize`]d here, where every store error enters this type.
+    fn from(source: object_store::Error) -> Self {
+        Error::Store {
+            source: clean_store_error(source),
+        }
+    }
+}
+
+impl Error {
+    /// A Parquet error about `file`; its messages are [`sanitize`]d (an
+    /// external error may be an object store's, quoting a URL).
     pub(crate) fn parquet(file: impl Into<String>, source: parquet::errors::ParquetError) -> Self {
+        use parquet::errors::ParquetError as P;
+        let source = match source {
+            P::External(e) => P::External(redacted(&*e).unwrap_or(e)),
+            P::General(m) => P::General(sanitize(&m)),
+            P::EOF(m) => P::EOF(sanitize(&m)),
+            P::ArrowError(m) => P::ArrowError(sanitize(&m)),
+            P::NYI(m) => P::NYI(sanitize(&m)),
+            other => other,
+        };
         Error::Parquet {
             file: file.into(),
             source,
         }
     }
+    /// An Arrow error about `file`, its messages [`sanitize`]d.
     pub(crate) fn arrow(file: impl Into<String>, source: arrow_schema::ArrowError) -> Self {
+        use arrow_schema::ArrowError as A;
+        let source = match source {
+            A::ExternalError(e) => A::ExternalError(redacted(&*e).unwrap_or(e)),
+            other => match redacted(&other) {
+                Some(clean) => A::ExternalError(clean),
+                None => other,
+            },
+        };
         Error::Arrow {
             file: file.into(),
             source,
         }
     }
+    /// An I/O error about the local `path`, its messages [`sanitize`]d.
     pub(crate) fn io(path: impl Into<String>, source: std::io::Error) -> Self {
+        let source = match redacted(&source) {
+            Some(clean) => std::io::Error::new(source.kind(), clean),
+            None => source,
+        };
         Error::Io {
             path: path.into(),
+            source,
+        }
+    }
+    /// A JSON error about `file` (serde quotes the input it refused: its
+    /// message is [`sanitize`]d).
+    pub(crate) fn json(file: impl Into<String>, source: serde_json::Error) -> Self {
+        let source = match redacted(&source) {
+            Some(clean) => <serde_json::Error as serde::de::Error>::custom(clean),
+            None => source,
+        };
+        Error::Json {
+            file: file.into(),
             source,
         }
     }
@@ -307,5 +545,117 @@ impl Error {
             location,
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET_URL: &str = "GET https://user:topsecret@host/x?sig=abc failed";
+
+    /// Every message of `e` and of its sources, as the command prints them.
+    fn printed(e: &Error) -> String {
+        let mut text = e.to_string();
+        let mut next = std::error::Error::source(e);
+        while let Some(s) = next {
+            text.push_str(&format!("\n{s}"));
+            next = s.source();
+        }
+        text
+    }
+
+    fn assert_clean(e: &Error) {
+        let text = printed(e);
+        assert!(
+            !text.contains("topsecret") && !text.contains("sig=abc"),
+            "{text}"
+        );
+        assert!(text.contains("https://***@host/x?***"), "{text}");
+    }
+
+    #[test]
+    fn store_errors_and_their_sources_are_redacted() {
+        let inner = || -> BoxError { SECRET_URL.into() };
+        for e in [
+            object_store::Error::Generic {
+                store: "S3",
+                source: inner(),
+            },
+            object_store::Error::NotFound {
+                path: "x".into(),
+                source: inner(),
+            },
+            object_store::Error::Unauthenticated {
+                path: "https://user:topsecret@host/x?sig=abc".into(),
+                source: inner(),
+            },
+        ] {
+            let e = Error::from(e);
+            assert_clean(&e);
+            // The variant is kept: callers still tell NotFound apart.
+            if let Error::Store { source } = &e {
+                assert!(!format!("{source:?}").contains("topsecret"));
+            }
+        }
+        let nf = Error::from(object_store::Error::NotFound {
+            path: "a/b".into(),
+            source: inner(),
+        });
+        assert!(matches!(
+            nf,
+            Error::Store {
+                source: object_store::Error::NotFound { .. }
+            }
+        ));
+        // A clean error is kept as it is.
+        let e = Error::from(object_store::Error::NotFound {
+            path: "a/b".into(),
+            source: "no such file".into(),
+        });
+        assert_eq!(printed(&e).lines().count(), 3, "{}", printed(&e));
+    }
+
+    #[test]
+    fn wrapped_errors_are_redacted_where_they_enter() {
+        use parquet::errors::ParquetError;
+        assert_clean(&Error::parquet(
+            "f.parquet",
+            ParquetError::External(SECRET_URL.into()),
+        ));
+        assert_clean(&Error::parquet(
+            "f.parquet",
+            ParquetError::General(SECRET_URL.into()),
+        ));
+        assert_clean(&Error::arrow(
+            "f.parquet",
+            arrow_schema::ArrowError::ExternalError(SECRET_URL.into()),
+        ));
+        assert_clean(&Error::arrow(
+            "f.parquet",
+            arrow_schema::ArrowError::ComputeError(SECRET_URL.into()),
+        ));
+        assert_clean(&Error::io(
+            "f",
+            std::io::Error::other(SECRET_URL.to_string()),
+        ));
+        let json = serde_json::from_str::<u32>("\"https://user:topsecret@host/x?sig=abc\"")
+            .unwrap_err();
+        assert_clean(&Error::json("task.json", json));
+        assert_clean(&Error::InvalidUrl {
+            url: "https://user:topsecret@host/x?sig=abc".into(),
+            reason: "unsupported".into(),
+        });
+    }
+
+    #[test]
+    fn messages_escape_control_characters_but_line_breaks() {
+        let e = Error::value(
+            Location::file("labels/x.parquet").at(3, Some("id\u{1b}[2J")),
+            "teacher said:\n\tline\r\u{1b}[31mred",
+        );
+        let text = e.to_string();
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text}");
+        assert!(text.contains("\n\tline\\r\\u{1b}[31mred"), "{text}");
     }
 }

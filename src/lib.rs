@@ -79,6 +79,7 @@ pub mod format;
 pub mod ingest;
 pub mod loader;
 pub mod read;
+pub mod redact;
 pub mod store;
 pub mod teacher;
 #[cfg(feature = "tch")]

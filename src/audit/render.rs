@@ -104,6 +104,11 @@ pub struct Rendered {
     pub image: RgbaImage,
     /// Panels in the picture.
     pub panels: Vec<Panel>,
+    /// Labels that break the format's rules (a mask shorter than its size, an
+    /// empty map...), each with its file, row, image id and why: they are
+    /// not drawn, and the picture says so in its caption. `must-ds validate`
+    /// lists every such label.
+    pub problems: Vec<String>,
 }
 
 struct Text<'a> {
@@ -130,6 +135,9 @@ impl Text<'_> {
         let f = self.font.as_scaled(PxScale::from(px));
         let mut caret = x as f32;
         for ch in s.chars() {
+            if caret > img.width() as f32 {
+                break;
+            }
             let id = f.glyph_id(ch);
             let glyph = id.with_scale_and_position(
                 PxScale::from(px),
@@ -161,24 +169,39 @@ fn blend(p: &mut Rgba<u8>, c: Rgba<u8>, a: f32) {
 }
 
 fn fill(img: &mut RgbaImage, x0: i32, y0: i32, x1: i32, y1: i32, c: Rgba<u8>) {
-    for y in y0.max(0)..y1.min(img.height() as i32) {
-        for x in x0.max(0)..x1.min(img.width() as i32) {
+    let (w, h) = (
+        img.width().min(i32::MAX as u32) as i32,
+        img.height().min(i32::MAX as u32) as i32,
+    );
+    for y in y0.max(0)..y1.min(h) {
+        for x in x0.max(0)..x1.min(w) {
             img.put_pixel(x as u32, y as u32, c);
         }
     }
 }
 
+/// A frame of thickness `t` (coordinates from data: any i32, no overflow).
 fn rect(img: &mut RgbaImage, x0: i32, y0: i32, x1: i32, y1: i32, t: i32, c: Rgba<u8>) {
-    fill(img, x0, y0, x1, y0 + t, c);
-    fill(img, x0, y1 - t, x1, y1, c);
-    fill(img, x0, y0, x0 + t, y1, c);
-    fill(img, x1 - t, y0, x1, y1, c);
+    fill(img, x0, y0, x1, y0.saturating_add(t), c);
+    fill(img, x0, y1.saturating_sub(t), x1, y1, c);
+    fill(img, x0, y0, x0.saturating_add(t), y1, c);
+    fill(img, x1.saturating_sub(t), y0, x1, y1, c);
 }
 
-/// Row-major index of (my, mx) in a map of `h` × `w`, clamped inside it.
+/// Row-major index of (my, mx) in a map of `h` × `w` (not empty), clamped
+/// inside it.
 fn map_index(my: usize, mx: usize, h: u32, w: u32) -> usize {
-    my.min(h as usize - 1) * w as usize + mx.min(w as usize - 1)
+    my.min((h as usize).saturating_sub(1)) * w as usize + mx.min((w as usize).saturating_sub(1))
 }
+
+/// The widest panel drawn, in pixels: a very wide image (a valid 65535 × 1
+/// PNG is a few bytes) is scaled down to it rather than up to millions of
+/// pixels.
+const MAX_PANEL_WIDTH: u32 = 4096;
+
+/// The most panels in one sample's picture: a log may define any number of
+/// tasks; the others are named in the caption.
+const MAX_PANELS: usize = 16;
 
 fn name(task: &TaskDef, c: u32) -> String {
     task.kind
@@ -195,17 +218,42 @@ struct Sample {
     image_id: String,
     image: RgbaImage,
     labels: Vec<(TaskDef, Option<Label>)>,
+    /// Per task (same order): where its label is, for problems.
+    locations: Vec<Location>,
 }
 
 fn compose(sample: &Sample, opts: &RenderOptions, text: &Text) -> Rendered {
-    let h = opts.panel_height.max(32);
-    let scale = h as f32 / sample.image.height() as f32;
-    let w = ((sample.image.width() as f32 * scale).round() as u32).max(1);
+    let (iw, ih) = (
+        sample.image.width().max(1) as f32,
+        sample.image.height().max(1) as f32,
+    );
+    let mut h = opts.panel_height.max(32);
+    let mut scale = h as f32 / ih;
+    if iw * scale > MAX_PANEL_WIDTH as f32 {
+        scale = MAX_PANEL_WIDTH as f32 / iw;
+        h = ((ih * scale).round() as u32).max(1);
+    }
+    let w = ((iw * scale).round() as u32).clamp(1, MAX_PANEL_WIDTH);
     let base = imageops::resize(&sample.image, w, h, imageops::FilterType::Triangle);
     let (gap, header, title) = (8u32, 26u32, 18u32);
     let mut panels: Vec<(String, RgbaImage, Legend)> = vec![];
     let mut caption = vec![];
-    for (task, label) in &sample.labels {
+    let mut problems = vec![];
+    let mut not_drawn = vec![];
+    for (k, (task, label)) in sample.labels.iter().enumerate() {
+        let panel = label.is_some() && !matches!(task.kind, TaskKind::Classification { .. });
+        if panel && panels.len() >= MAX_PANELS {
+            not_drawn.push(task.name.as_str());
+            continue;
+        }
+        // A label that breaks the rules is not drawn (its sizes index its
+        // maps): the caption and `problems` say why.
+        if let Some(Err(reason)) = label.as_ref().map(|l| l.check(task)) {
+            let loc = sample.locations.get(k).cloned().unwrap_or_default();
+            caption.push(format!("{}: invalid label ({reason})", task.name));
+            problems.push(format!("{loc}: task {:?}: {reason}", task.name));
+            continue;
+        }
         match (&task.kind, label) {
             (TaskKind::Classification { .. }, Some(Label::Classification(c))) => {
                 let pairs: Vec<(u32, f32)> = match c {
@@ -240,11 +288,11 @@ fn compose(sample: &Sample, opts: &RenderOptions, text: &Text) -> Rendered {
                     let q = |v: f32| (v * scale).round() as i32;
                     rect(&mut p, q(b[0]), q(b[1]), q(b[2]), q(b[3]), 2, col);
                     let tag = format!("{} {:.2}", name(task, c), s);
-                    let tw = text.width(&tag, 12.0) as i32;
+                    let tw = text.width(&tag, 12.0).min(i32::MAX as u32 / 2) as i32;
                     // The tag sits above the box, or inside it at the top edge.
                     let ty = if q(b[1]) >= 15 { q(b[1]) - 15 } else { q(b[1]) };
                     let tx = q(b[0]).min(w as i32 - tw - 4).max(0);
-                    fill(&mut p, tx, ty, tx + tw + 4, ty + 15, col);
+                    fill(&mut p, tx, ty, tx + tw + 4, ty.saturating_add(15), col);
                     text.draw(&mut p, tx + 2, ty, &tag, 12.0, Rgba([255, 255, 255, 255]));
                     if !legend.iter().any(|(lc, _)| *lc == col) {
                         legend.push((col, name(task, c)));
@@ -313,6 +361,13 @@ fn compose(sample: &Sample, opts: &RenderOptions, text: &Text) -> Rendered {
             _ => {}
         }
     }
+    if !not_drawn.is_empty() {
+        caption.push(format!(
+            "{} more task(s) not drawn (choose with --tasks): {}",
+            not_drawn.len(),
+            not_drawn.join(", ")
+        ));
+    }
     if panels.is_empty() {
         panels.push(("image".into(), base.clone(), vec![]));
     }
@@ -323,9 +378,11 @@ fn compose(sample: &Sample, opts: &RenderOptions, text: &Text) -> Rendered {
         .unwrap_or(0) as u32;
     let width = gap + panels.len() as u32 * (w + gap);
     let caption_text = caption.join("   ");
+    // Ids and class names come from the data: a long one is cut at the
+    // picture's edge, not allowed to widen it without bound.
     let width = width
-        .max(text.width(&sample.image_id, 14.0) + 2 * gap)
-        .max(text.width(&caption_text, 13.0) + 2 * gap);
+        .max(text.width(&sample.image_id, 14.0).min(MAX_PANEL_WIDTH) + 2 * gap)
+        .max(text.width(&caption_text, 13.0).min(MAX_PANEL_WIDTH) + 2 * gap);
     let captions = if caption.is_empty() { 0 } else { 20 };
     let height = header + captions + title + h + gap + legend_rows * 16 + gap;
     let mut img = RgbaImage::from_pixel(width, height, Rgba([255, 255, 255, 255]));
@@ -362,6 +419,7 @@ fn compose(sample: &Sample, opts: &RenderOptions, text: &Text) -> Rendered {
     Rendered {
         image: img,
         panels: out,
+        problems,
     }
 }
 
@@ -386,40 +444,74 @@ async fn load(
     let rec = rg.images.get(row).ok_or_else(|| {
         Error::value(
             Location::file(&path),
-            format!("row group {group} has no row {row}"),
+            format!(
+                "row group {group} has {} rows, not the row {row} the log promises",
+                rg.images.len()
+            ),
         )
     })?;
-    let loc = Location::file(&path).at(rg.first_row as usize + row, Some(&rec.image_id));
+    let at = (rg.first_row as usize).saturating_add(row);
+    let loc = Location::file(&path).at(at, Some(&rec.image_id));
     let bytes = rec.image.as_ref().ok_or_else(|| {
         Error::value(
             loc.clone(),
             "the image is not embedded (uri only); render needs the bytes",
         )
     })?;
-    let image = image::load_from_memory(bytes)
-        .map_err(|e| Error::value(loc.clone(), format!("image does not decode: {e}")))?
-        .to_rgba8();
+    let mut rgb = crate::codec::Rgb::default();
+    crate::codec::decode_rgb(bytes, &mut rgb, crate::codec::max_image_pixels())
+        .map_err(|e| Error::value(loc.clone(), format!("image does not decode: {e}")))?;
+    let image = image::DynamicImage::ImageRgb8(
+        image::RgbImage::from_raw(rgb.width, rgb.height, rgb.data)
+            .ok_or_else(|| Error::value(loc.clone(), "image does not decode"))?,
+    )
+    .to_rgba8();
     let labels = tasks
         .iter()
-        .map(|t| (t.clone(), rg.labels[&t.name][row].clone()))
+        .map(|t| {
+            let label = rg
+                .labels
+                .get(&t.name)
+                .and_then(|l| l.get(row))
+                .cloned()
+                .flatten();
+            (t.clone(), label)
+        })
+        .collect();
+    let locations = tasks
+        .iter()
+        .map(|t| {
+            snap.labels
+                .get(&(t.name.clone(), shard))
+                .map_or_else(|| loc.clone(), |l| Location::file(&l.path).at(at, Some(&rec.image_id)))
+        })
         .collect();
     Ok(Sample {
         image_id: rec.image_id.clone(),
         image,
         labels,
+        locations,
     })
 }
 
-/// (shard, row group, row in group) of global row `index`.
+/// (shard, row group, row in group) of global row `index`. Row counts come
+/// from the log: sums saturate rather than wrap (a log whose counts add up
+/// past 2^64 has no row past that).
 fn locate(ds: &Dataset, index: u64) -> Result<(u64, usize, usize)> {
     let snap = ds.snapshot();
-    let mut first = 0;
+    let mut first = 0u64;
     for (shard, a) in &snap.images {
         for (g, &n) in a.row_groups.iter().enumerate() {
-            if index < first + n {
-                return Ok((*shard, g, (index - first) as usize));
+            if index - first < n {
+                let row = usize::try_from(index - first).map_err(|_| {
+                    Error::value(
+                        Location::file(&a.path),
+                        format!("row group {g} claims {n} rows, more than this machine can address"),
+                    )
+                })?;
+                return Ok((*shard, g, row));
             }
-            first += n;
+            first = first.saturating_add(n);
         }
     }
     Err(Error::value(
@@ -435,11 +527,21 @@ async fn find(ds: &Dataset, image_id: &str) -> Result<(u64, usize, usize)> {
         if let Some(pos) = ids.iter().position(|i| i == image_id) {
             let mut first = 0usize;
             for (g, &n) in a.row_groups.iter().enumerate() {
-                if pos < first + n as usize {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                if pos - first < n {
                     return Ok((*shard, g, pos - first));
                 }
-                first += n as usize;
+                first = first.saturating_add(n);
             }
+            return Err(Error::value(
+                Location {
+                    image_id: Some(image_id.into()),
+                    ..Location::file(&a.path)
+                },
+                format!(
+                    "the image is row {pos} of the file, past the {first} rows its row groups have in the log"
+                ),
+            ));
         }
     }
     Err(Error::value(
@@ -475,18 +577,32 @@ pub async fn render_grid(
     opts: &RenderOptions,
 ) -> Result<Rendered> {
     let total = ds.snapshot().total_rows();
-    let n = n.min(total as usize).max(1);
+    if total == 0 {
+        return Err(Error::value(
+            Location::file(ds.url()),
+            format!(
+                "version {} has no image rows to render ({} image shards)",
+                ds.version(),
+                ds.snapshot().images.len()
+            ),
+        ));
+    }
+    let total = usize::try_from(total).unwrap_or(usize::MAX);
+    let n = n.clamp(1, total);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut picks: Vec<u64> = rand::seq::index::sample(&mut rng, total as usize, n)
+    let mut picks: Vec<u64> = rand::seq::index::sample(&mut rng, total, n)
         .into_iter()
         .map(|i| i as u64)
         .collect();
     picks.sort_unstable();
     let text = Text::new();
     let mut cells = vec![];
+    let mut problems = vec![];
     for i in picks {
         let (s, g, r) = locate(ds, i)?;
-        cells.push(compose(&load(ds, s, g, r, opts).await?, opts, &text));
+        let mut cell = compose(&load(ds, s, g, r, opts).await?, opts, &text);
+        problems.append(&mut cell.problems);
+        cells.push(cell);
     }
     let cols = if cells.len() >= 2 { 2 } else { 1 };
     let cw = cells.iter().map(|c| c.image.width()).max().unwrap_or(1);
@@ -503,5 +619,9 @@ pub async fn render_grid(
             ..p
         }));
     }
-    Ok(Rendered { image: img, panels })
+    Ok(Rendered {
+        image: img,
+        panels,
+        problems,
+    })
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{Dist, Summary, UnitHistogram};
 use crate::codec::{ClassLabel, Label};
-use crate::error::Result;
+use crate::error::{Error, Location, Result};
 use crate::format::{TaskDef, TaskKind};
 use crate::store::Dataset;
 
@@ -439,7 +439,8 @@ impl Acc {
     }
 
     fn count_map(&mut self, w: u32, h: u32, image_width: u32) {
-        self.pixels += w as u64 * h as u64;
+        // Sizes come from the file (checked only by `validate`): no wrap.
+        self.pixels = self.pixels.saturating_add(w as u64 * h as u64);
         *self.sizes.entry((w, h)).or_default() += 1;
         if w > 0 && image_width > 0 {
             self.ratio.add(image_width as f64 / w as f64);
@@ -535,18 +536,29 @@ pub async fn dataset_stats(
         .filter(|s| opts.shards.is_none_or(|(a, b)| (a..=b).contains(s)))
         .collect();
     // Every (shard, row group) unit with its first row in the selection.
+    // Row counts come from the log: their sum is checked, not wrapped.
     let mut units = vec![];
     let mut total = 0u64;
     for &s in &shards {
-        for (g, &n) in snap.images[&s].row_groups.iter().enumerate() {
+        let a = snap.shard(s)?;
+        for (g, &n) in a.row_groups.iter().enumerate() {
             units.push((s, g, total, n));
-            total += n;
+            total = total.checked_add(n).ok_or_else(|| {
+                Error::value(
+                    Location::file(&a.path),
+                    format!(
+                        "row group {g} of image shard {s} ({n} rows in the log) takes the rows of the selected shards past 2^64"
+                    ),
+                )
+            })?;
         }
     }
     // Rows to read per unit: all, or a uniform sample without replacement.
     let picks: Option<Vec<u64>> = opts.sample.filter(|n| *n < total).map(|n| {
         let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
-        let mut v: Vec<u64> = rand::seq::index::sample(&mut rng, total as usize, n as usize)
+        // n < total: both fit a usize where total does (64-bit targets).
+        let len = usize::try_from(total).unwrap_or(usize::MAX);
+        let mut v: Vec<u64> = rand::seq::index::sample(&mut rng, len, n as usize)
             .into_iter()
             .map(|i| i as u64)
             .collect();
@@ -557,11 +569,11 @@ pub async fn dataset_stats(
     for &(s, g, first, n) in &units {
         let rows: Option<Vec<usize>> = picks.as_ref().map(|p| {
             let lo = p.partition_point(|&r| r < first);
-            let hi = p.partition_point(|&r| r < first + n);
+            let hi = p.partition_point(|&r| r < first + n); // ≤ total: checked above
             p[lo..hi].iter().map(|r| (r - first) as usize).collect()
         });
         if rows.as_ref().is_none_or(|r| !r.is_empty()) {
-            work.push((s, g, rows));
+            work.push((s, g, n, rows));
         }
     }
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
@@ -577,21 +589,55 @@ pub async fn dataset_stats(
     let mut done = 0u64;
     let mut rows_read = 0u64;
     let mut stream = futures::stream::iter(work)
-        .map(|(s, g, rows)| {
+        .map(|(s, g, n, rows)| {
             let refs = &refs;
             async move {
                 ds.read_row_group(s, g, refs, Some(&["width", "height"]))
                     .await
-                    .map(|rg| (rg, rows))
+                    .map(|rg| (s, g, n, rg, rows))
             }
         })
         .buffered(opts.parallel.max(1));
     while let Some(item) = stream.next().await {
-        let (rg, rows) = item?;
+        let (s, g, n, rg, rows) = item?;
+        // The sample's rows were drawn from the log's counts: a row group
+        // that holds another number of rows is corrupt (and would index past
+        // its end).
+        let corrupt = |file: &str, reason: String| Error::Corrupt {
+            file: file.to_owned(),
+            row_group: g,
+            image_id: None,
+            reason: format!("{reason}; run `must-ds validate`"),
+        };
+        if rg.images.len() as u64 != n {
+            return Err(corrupt(
+                &snap.shard(s)?.path,
+                format!(
+                    "image shard {s} holds {} rows in this row group but the log says {n}",
+                    rg.images.len()
+                ),
+            ));
+        }
         let selected: Vec<usize> = rows.unwrap_or_else(|| (0..rg.images.len()).collect());
         rows_read += selected.len() as u64;
         for (t, acc) in tasks.iter().zip(accs.iter_mut()) {
-            let labels = &rg.labels[&t.name];
+            let labels = match rg.labels.get(&t.name) {
+                Some(l) if l.len() == rg.images.len() => l,
+                other => {
+                    let file = snap
+                        .labels
+                        .get(&(t.name.clone(), s))
+                        .map_or_else(|| format!("labels of task {:?}", t.name), |l| l.path.clone());
+                    return Err(corrupt(
+                        &file,
+                        format!(
+                            "{} label rows for the {} image rows of shard {s}",
+                            other.map_or(0, |l| l.len()),
+                            rg.images.len()
+                        ),
+                    ));
+                }
+            };
             for &r in &selected {
                 let img = &rg.images[r];
                 acc.add(t, labels[r].as_ref(), img.width, img.height);

@@ -229,16 +229,19 @@ async fn check_image_group(
         }
     }
     // Decoding is CPU work: off the runtime's threads.
+    let max_pixels = crate::codec::max_image_pixels();
     let decoded = tokio::task::spawn_blocking(move || {
+        let mut rgb = crate::codec::Rgb::default();
         jobs.into_iter()
             .map(|(row, id, bytes, w, h)| {
-                let what = match image::load_from_memory(&bytes) {
-                    Ok(img) if (img.width(), img.height()) != (w, h) => Some(format!(
+                // The loader's decoder and limit: validate is at least as
+                // strict as the loader.
+                let what = match crate::codec::decode_rgb(&bytes, &mut rgb, max_pixels) {
+                    Ok(()) if (rgb.width, rgb.height) != (w, h) => Some(format!(
                         "decodes to {}x{} but width/height say {w}x{h}",
-                        img.width(),
-                        img.height()
+                        rgb.width, rgb.height
                     )),
-                    Ok(_) => None,
+                    Ok(()) => None,
                     Err(e) => Some(format!("image does not decode: {e}")),
                 };
                 (row, id, what)
@@ -372,7 +375,49 @@ async fn check_label_group(
     true
 }
 
-async fn check_shard(ds: &Dataset, shard: u64, decode: bool) -> Result<ValidateReport> {
+/// A problem when a file's row groups (`found`, from its footer) differ
+/// from `expected` (the log's, or the image shard's).
+fn row_count_problem(file: &str, found: &[u64], expected: &[u64], whose: &str) -> Option<Problem> {
+    if found == expected {
+        return None;
+    }
+    let total = |v: &[u64]| v.iter().fold(0u64, |a, &n| a.saturating_add(n));
+    let what = if total(found) != total(expected) {
+        format!(
+            "the file has {} rows, {whose} {}",
+            total(found),
+            total(expected)
+        )
+    } else if found.len() != expected.len() {
+        format!(
+            "the file has {} row groups, {whose} {}",
+            found.len(),
+            expected.len()
+        )
+    } else {
+        let g = (0..found.len())
+            .find(|&g| found[g] != expected[g])
+            .unwrap_or_default();
+        format!(
+            "row group {g} has {} rows, {whose} {}",
+            found[g], expected[g]
+        )
+    };
+    Some(Problem {
+        file: file.to_owned(),
+        row: None,
+        image_id: None,
+        what,
+    })
+}
+
+/// Checks one image shard and its label files; also returns the (hashed)
+/// image id of each row read, with its row.
+async fn check_shard(
+    ds: &Dataset,
+    shard: u64,
+    decode: bool,
+) -> Result<(ValidateReport, Vec<(u128, u64)>)> {
     let snap = ds.snapshot();
     let a = snap.images[&shard].clone();
     let labels: Vec<AddLabels> = snap
@@ -392,13 +437,47 @@ async fn check_shard(ds: &Dataset, shard: u64, decode: bool) -> Result<ValidateR
         let size = check_bytes(ds, &l.path, l.bytes, &l.checksum, &mut fc, &mut report).await?;
         label_checks.push((l, fc, size));
     }
+    let mut ids = vec![];
+    let footers = crate::read::FooterCache::new(1 + labels.len());
+    let mut groups = a.row_groups.len();
+    if let Some(size) = image_size {
+        match ds.file_row_groups(&a.path, Some(size), Some(&footers)).await {
+            Ok(rg) => {
+                if let Some(p) = row_count_problem(&a.path, &rg, &a.row_groups, "the log says") {
+                    img.push(p);
+                }
+                groups = groups.min(rg.len());
+            }
+            Err(e) => img.push(from_error(&a.path, e)),
+        }
+    }
+    for (l, fc, size) in label_checks.iter_mut() {
+        let Some(s) = *size else { continue };
+        match ds.file_row_groups(&l.path, Some(s), Some(&footers)).await {
+            Ok(rg) => {
+                let what = format!("image shard {} has", l.shard);
+                if let Some(p) = row_count_problem(&l.path, &rg, &a.row_groups, &what) {
+                    fc.push(p);
+                    // Misaligned row groups cannot be compared row by row.
+                    *size = None;
+                }
+            }
+            Err(e) => {
+                fc.push(from_error(&l.path, e));
+                *size = None;
+            }
+        }
+    }
     if let Some(image_size) = image_size {
         let mut first = 0usize;
-        for (g, &n) in a.row_groups.iter().enumerate() {
+        for (g, &n) in a.row_groups.iter().enumerate().take(groups) {
             let group =
                 check_image_group(ds, &a, image_size, g, first, &mut img, &mut report, decode)
                     .await;
             if let Some(group) = group {
+                for (i, id) in group.ids.iter().enumerate() {
+                    ids.push((id_hash(id), (first + i) as u64));
+                }
                 for (l, fc, size) in label_checks.iter_mut() {
                     if let Some(s) = *size {
                         if !check_label_group(ds, l, s, g, first, &group.ids, fc, &mut report).await
@@ -415,7 +494,18 @@ async fn check_shard(ds: &Dataset, shard: u64, decode: bool) -> Result<ValidateR
     for (_, fc, _) in label_checks {
         report.problems.extend(fc.problems);
     }
-    Ok(report)
+    Ok((report, ids))
+}
+
+/// A 128-bit hash of an image id: the duplicate check keeps 24 bytes an
+/// image rather than the ids themselves.
+fn id_hash(id: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let mut a = std::hash::DefaultHasher::new();
+    id.hash(&mut a);
+    let mut b = std::hash::DefaultHasher::new();
+    (0xA5u8, id).hash(&mut b);
+    ((a.finish() as u128) << 64) | b.finish() as u128
 }
 
 /// Validates every data file of `ds`, `parallel` image shards at a time;
@@ -433,11 +523,22 @@ pub async fn validate(
         ..Default::default()
     };
     let mut stream = futures::stream::iter(shards)
-        .map(|s| check_shard(ds, s, decode))
+        .map(|s| async move { check_shard(ds, s, decode).await.map(|r| (s, r)) })
         .buffer_unordered(parallel.max(1));
     let mut done = 0;
+    // Image ids are unique in a dataset (FORMAT.md section 3): the first
+    // place each was seen.
+    let mut seen: std::collections::HashMap<u128, (u64, u64)> = Default::default();
+    let mut dups = vec![];
     while let Some(r) = stream.next().await {
-        let r = r?;
+        let (shard, (r, ids)) = r?;
+        for (h, row) in ids {
+            if let Some(&(s0, r0)) = seen.get(&h) {
+                dups.push((shard, row, s0, r0));
+            } else {
+                seen.insert(h, (shard, row));
+            }
+        }
         report.files += r.files;
         report.bytes += r.bytes;
         report.rows += r.rows;
@@ -448,6 +549,43 @@ pub async fn validate(
         if let Some(p) = &progress {
             p(done, total);
         }
+    }
+    drop(seen);
+    let total_dups = dups.len();
+    dups.sort_unstable();
+    let mut ids_of: std::collections::HashMap<u64, Vec<String>> = Default::default();
+    for (shard, row, s0, r0) in dups.into_iter().take(MAX_PER_FILE) {
+        let snap = ds.snapshot();
+        // Report both places, the later in shard order with the id.
+        let ((sa, ra), (sb, rb)) = if (s0, r0) < (shard, row) {
+            ((s0, r0), (shard, row))
+        } else {
+            ((shard, row), (s0, r0))
+        };
+        if !ids_of.contains_key(&sb) {
+            let ids = ds.read_image_ids(sb).await.unwrap_or_default();
+            ids_of.insert(sb, ids);
+        }
+        let image_id = ids_of.get(&sb).and_then(|ids| ids.get(rb as usize).cloned());
+        report.problems.push(Problem {
+            file: snap.images[&sb].path.clone(),
+            row: Some(rb as usize),
+            image_id,
+            what: format!(
+                "duplicate image_id: image shard {sa} ({}) has it at row {ra}; ids must be unique in a dataset",
+                snap.images[&sa].path
+            ),
+        });
+    }
+    if total_dups > MAX_PER_FILE {
+        report.problems.push(Problem {
+            file: "(dataset)".into(),
+            row: None,
+            image_id: None,
+            what: format!(
+                "{total_dups} duplicate image ids in all; the first {MAX_PER_FILE} are listed"
+            ),
+        });
     }
     report
         .problems

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 
 use crate::audit::{self, DatasetStats, StatsOptions, Summary, TaskStats, UnitHistogram};
+use crate::redact::{printable, redact};
 use crate::store::Dataset;
 
 /// Parses `A..B` (inclusive), `A-B` or `K` into an inclusive shard range.
@@ -73,7 +74,8 @@ pub(crate) fn print_stats(st: &DatasetStats, out: &mut impl Write) -> std::io::R
     for (name, t) in &st.tasks {
         writeln!(
             out,
-            "\n{name}  ({} rows read without a label)",
+            "\n{}  ({} rows read without a label)",
+            printable(name),
             st.rows_without_labels.get(name).copied().unwrap_or(0)
         )?;
         let classes = |v: &[audit::ClassCount], out: &mut dyn Write| -> std::io::Result<()> {
@@ -82,12 +84,14 @@ pub(crate) fn print_stats(st: &DatasetStats, out: &mut impl Write) -> std::io::R
                     .name
                     .clone()
                     .unwrap_or_else(|| format!("class {}", c.class));
+                // Class names come from the task definition in the log.
                 writeln!(
                     out,
-                    "      {:>6} {:>10}  {:5.1}%  {n}",
+                    "      {:>6} {:>10}  {:5.1}%  {}",
                     c.class,
                     c.count,
-                    100.0 * c.fraction
+                    100.0 * c.fraction,
+                    printable(&n)
                 )?;
             }
             Ok(())
@@ -177,7 +181,7 @@ pub(crate) fn print_stats(st: &DatasetStats, out: &mut impl Write) -> std::io::R
             st.missing.len()
         )?;
         for m in st.missing.iter().take(50) {
-            writeln!(out, "  {} shard {}", m.task, m.shard)?;
+            writeln!(out, "  {} shard {}", printable(&m.task), m.shard)?;
         }
     }
     Ok(())
@@ -216,7 +220,8 @@ pub(crate) fn validate(
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
     let (url, report) = if root.ends_with(".parquet") && std::path::Path::new(root).is_file() {
-        let bytes = std::fs::read(root).with_context(|| format!("reading {root}"))?;
+        let bytes = std::fs::read(root)
+            .with_context(|| format!("reading {}", printable(&redact(root))))?;
         (
             root.to_owned(),
             audit::validate_label_file(bytes.into(), root),
@@ -234,9 +239,11 @@ pub(crate) fn validate(
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
+        // Problems quote file names, ids and values read from the data.
         for p in &report.problems {
-            writeln!(out, "{p}")?;
+            writeln!(out, "{}", printable(&p.to_string()))?;
         }
+        let url = printable(&redact(&url));
         let verdict = if report.problems.is_empty() {
             "no problems".to_string()
         } else {

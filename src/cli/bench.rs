@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::loader::{
-    augment, ImageOutput, LabelOptions, LoaderBuilder, MetricsSnapshot, MissingMass,
+    ImageOutput, LabelOptions, LoaderBuilder, MetricsSnapshot, MissingMass,
 };
 use crate::Dataset;
 
@@ -60,11 +60,11 @@ fn decode_alone(
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                let mut rgb = augment::Rgb::default();
+                let mut rgb = crate::codec::Rgb::default();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(b) = images.get(i) else { break };
-                    let _ = augment::decode(b, &mut rgb);
+                    let _ = crate::codec::decode_rgb(b, &mut rgb, crate::codec::max_image_pixels());
                 }
             });
         }

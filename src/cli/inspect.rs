@@ -10,9 +10,24 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
 use crate::format::{
-    logical_type_name, Action, TaskDef, TaskKind, META_FORMAT_VERSION, META_TABLE, META_TASK,
+    logical_type_name, Action, Commit, TaskDef, TaskKind, META_FORMAT_VERSION, META_TABLE,
+    META_TASK,
 };
+use crate::redact::{printable, redact};
 use crate::store::{Dataset, Snapshot};
+
+/// Writes one line of text built from strings of the log or of a file:
+/// control characters (ANSI escapes, `\r`...) are escaped, so that no
+/// value can rewrite the terminal.
+pub(crate) fn line(out: &mut (impl Write + ?Sized), text: &str) -> std::io::Result<()> {
+    writeln!(out, "{}", printable(text))
+}
+
+/// Sum of counts read from the log, for display: saturates at 2^64 - 1
+/// rather than wrapping (or panicking in debug builds).
+fn saturating_sum(values: impl IntoIterator<Item = u64>) -> u64 {
+    values.into_iter().fold(0u64, u64::saturating_add)
+}
 
 /// Coverage of one task.
 #[derive(Debug, Serialize)]
@@ -56,12 +71,14 @@ pub struct DatasetSummary {
     pub tasks: BTreeMap<String, TaskSummary>,
 }
 
-/// Summarizes a snapshot.
+/// Summarizes a snapshot. Counts are summed saturating: they come from
+/// the log, where a hostile writer may put any u64.
 pub fn summarize(url: &str, snap: &Snapshot) -> DatasetSummary {
     let mut sources = BTreeMap::new();
     for a in snap.images.values() {
         for (s, n) in &a.sources {
-            *sources.entry(s.clone()).or_insert(0) += n;
+            let e = sources.entry(s.clone()).or_insert(0u64);
+            *e = e.saturating_add(*n);
         }
     }
     let tasks = snap
@@ -78,22 +95,22 @@ pub fn summarize(url: &str, snap: &Snapshot) -> DatasetSummary {
                 definition: t.clone(),
                 shards_labeled: files.len(),
                 shards_total: snap.images.len(),
-                rows_labeled: files.iter().map(|l| l.labeled).sum(),
+                rows_labeled: saturating_sum(files.iter().map(|l| l.labeled)),
                 rows_total: snap.total_rows(),
-                bytes: files.iter().map(|l| l.bytes).sum(),
+                bytes: saturating_sum(files.iter().map(|l| l.bytes)),
             };
             (t.name.clone(), summary)
         })
         .collect();
     DatasetSummary {
-        url: url.to_owned(),
+        url: redact(url),
         name: snap.info.name.clone(),
         description: snap.info.description.clone(),
         version: snap.version,
         timestamp: snap.timestamp.clone(),
         image_shards: snap.images.len(),
         rows: snap.total_rows(),
-        image_bytes: snap.images.values().map(|a| a.bytes).sum(),
+        image_bytes: saturating_sum(snap.images.values().map(|a| a.bytes)),
         sources,
         tasks,
     }
@@ -185,45 +202,49 @@ fn describe_kind(t: &TaskDef) -> String {
     }
 }
 
-/// Prints a summary for humans.
+/// Prints a summary for humans (strings from the log escaped: see [`line`]).
 pub fn print_summary(s: &DatasetSummary, out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(out, "dataset   {} ({})", s.name, s.url)?;
+    line(out, &format!("dataset   {} ({})", s.name, redact(&s.url)))?;
     if !s.description.is_empty() {
-        writeln!(out, "          {}", s.description)?;
+        line(out, &format!("          {}", s.description))?;
     }
-    writeln!(out, "version   {} ({})", s.version, s.timestamp)?;
+    line(out, &format!("version   {} ({})", s.version, s.timestamp))?;
     let sources: Vec<String> = s.sources.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    writeln!(
+    line(
         out,
-        "images    {} shard(s), {} rows, {}; sources: {}",
-        s.image_shards,
-        s.rows,
-        mib(s.image_bytes),
-        if sources.is_empty() {
-            "none".into()
-        } else {
-            sources.join(", ")
-        }
+        &format!(
+            "images    {} shard(s), {} rows, {}; sources: {}",
+            s.image_shards,
+            s.rows,
+            mib(s.image_bytes),
+            if sources.is_empty() {
+                "none".into()
+            } else {
+                sources.join(", ")
+            }
+        ),
     )?;
-    writeln!(out, "tasks     {}", s.tasks.len())?;
+    line(out, &format!("tasks     {}", s.tasks.len()))?;
     for (name, t) in &s.tasks {
-        writeln!(out, "  {name} ({})", t.definition.kind.name())?;
-        writeln!(out, "      {}", describe_kind(&t.definition))?;
+        line(out, &format!("  {name} ({})", t.definition.kind.name()))?;
+        line(out, &format!("      {}", describe_kind(&t.definition)))?;
         let teacher = t
             .definition
             .teacher
             .as_ref()
             .map_or("(not recorded)".into(), |x| x.describe());
-        writeln!(out, "      teacher: {teacher}")?;
-        writeln!(
+        line(out, &format!("      teacher: {teacher}"))?;
+        line(
             out,
-            "      coverage: {}/{} shards, {}/{} rows labeled ({:.1}%), {}",
-            t.shards_labeled,
-            t.shards_total,
-            t.rows_labeled,
-            t.rows_total,
-            pct(t.rows_labeled, t.rows_total),
-            mib(t.bytes)
+            &format!(
+                "      coverage: {}/{} shards, {}/{} rows labeled ({:.1}%), {}",
+                t.shards_labeled,
+                t.shards_total,
+                t.rows_labeled,
+                t.rows_total,
+                pct(t.rows_labeled, t.rows_total),
+                mib(t.bytes)
+            ),
         )?;
     }
     Ok(())
@@ -255,10 +276,11 @@ pub struct FileSummary {
 }
 
 fn summarize_file(path: &str) -> anyhow::Result<FileSummary> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+    let shown = printable(&redact(path));
+    let bytes = std::fs::read(path).with_context(|| format!("reading {shown}"))?;
     let len = bytes.len() as u64;
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-        .with_context(|| format!("{path}: not a readable Parquet file"))?;
+        .with_context(|| format!("{shown}: not a readable Parquet file"))?;
     let meta = builder.metadata().clone();
     let kv = |k: &str| {
         meta.file_metadata()
@@ -268,7 +290,7 @@ fn summarize_file(path: &str) -> anyhow::Result<FileSummary> {
     let task: Option<TaskDef> = match kv(META_TASK) {
         Some(t) => Some(
             serde_json::from_str(&t)
-                .with_context(|| format!("{path}: {META_TASK} is not a task definition"))?,
+                .with_context(|| format!("{shown}: {META_TASK} is not a task definition"))?,
         ),
         None => None,
     };
@@ -304,14 +326,15 @@ fn summarize_file(path: &str) -> anyhow::Result<FileSummary> {
             let mut count = 0u64;
             let mut by_source = BTreeMap::new();
             for batch in reader {
-                let batch = batch.with_context(|| format!("{path}: reading column {col}"))?;
+                let batch = batch.with_context(|| format!("{shown}: reading column {col}"))?;
                 let arr = batch.column(0);
-                count += (arr.len() - arr.null_count()) as u64;
+                count = count.saturating_add((arr.len() - arr.null_count()) as u64);
                 if col == "source" {
                     let arr = arrow_cast::cast(arr, &arrow_schema::DataType::Utf8)?;
                     let arr = arrow_array::cast::AsArray::as_string::<i32>(&arr);
                     for s in arr.iter().flatten() {
-                        *by_source.entry(s.to_owned()).or_insert(0u64) += 1;
+                        let e = by_source.entry(s.to_owned()).or_insert(0u64);
+                        *e = e.saturating_add(1);
                     }
                 }
             }
@@ -322,16 +345,18 @@ fn summarize_file(path: &str) -> anyhow::Result<FileSummary> {
             }
         }
     }
+    // Row counts of the footer are i64: a negative one shows as 0, not 2^64 - 1.
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
     Ok(FileSummary {
-        file: path.to_owned(),
+        file: redact(path),
         table,
         format_version: kv(META_FORMAT_VERSION),
         task,
-        rows: meta.file_metadata().num_rows() as u64,
+        rows: count(meta.file_metadata().num_rows()),
         row_groups: meta
             .row_groups()
             .iter()
-            .map(|g| g.num_rows() as u64)
+            .map(|g| count(g.num_rows()))
             .collect(),
         bytes: len,
         columns,
@@ -341,57 +366,98 @@ fn summarize_file(path: &str) -> anyhow::Result<FileSummary> {
 }
 
 fn print_file(s: &FileSummary, out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(out, "file      {} ({})", s.file, mib(s.bytes))?;
-    writeln!(
+    line(out, &format!("file      {} ({})", s.file, mib(s.bytes)))?;
+    line(
         out,
-        "table     {} (format version {})",
-        s.table
-            .as_deref()
-            .unwrap_or("unknown: no must.table metadata"),
-        s.format_version.as_deref().unwrap_or("?")
+        &format!(
+            "table     {} (format version {})",
+            s.table
+                .as_deref()
+                .unwrap_or("unknown: no must.table metadata"),
+            s.format_version.as_deref().unwrap_or("?")
+        ),
     )?;
     if let Some(t) = &s.task {
-        writeln!(
+        line(
             out,
-            "task      {} ({}): {}",
-            t.name,
-            t.kind.name(),
-            describe_kind(t)
+            &format!(
+                "task      {} ({}): {}",
+                t.name,
+                t.kind.name(),
+                describe_kind(t)
+            ),
         )?;
         let teacher = t
             .teacher
             .as_ref()
             .map_or("(not recorded)".into(), |x| x.describe());
-        writeln!(out, "teacher   {teacher}")?;
+        line(out, &format!("teacher   {teacher}"))?;
     }
-    writeln!(
+    line(
         out,
-        "rows      {} in {} row group(s) {:?}",
-        s.rows,
-        s.row_groups.len(),
-        s.row_groups
+        &format!(
+            "rows      {} in {} row group(s) {:?}",
+            s.rows,
+            s.row_groups.len(),
+            s.row_groups
+        ),
     )?;
     if let Some(l) = s.labeled {
-        writeln!(
+        line(
             out,
-            "labeled   {l}/{} rows ({:.1}%)",
-            s.rows,
-            pct(l, s.rows)
+            &format!("labeled   {l}/{} rows ({:.1}%)", s.rows, pct(l, s.rows)),
         )?;
     }
     if let Some(src) = &s.sources {
         let v: Vec<String> = src.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        writeln!(out, "sources   {}", v.join(", "))?;
+        line(out, &format!("sources   {}", v.join(", ")))?;
     }
-    writeln!(out, "columns")?;
+    line(out, "columns")?;
     for (name, ty) in &s.columns {
-        writeln!(out, "  {name}: {ty}")?;
+        line(out, &format!("  {name}: {ty}"))?;
     }
     Ok(())
 }
 
-/// One line describing an action, for `must-ds log`.
+/// The first line of a commit, for `must-ds log`: version, time, operation
+/// and writer, with control characters escaped (they come from the log).
+pub fn describe_commit(c: &Commit) -> String {
+    printable(&format!(
+        "version {}  {}  {}  ({})",
+        c.version, c.timestamp, c.operation, c.writer
+    ))
+}
+
+/// What `must-ds log` prints: one JSON object per commit (serde escapes
+/// every control character), or per commit a line ([`describe_commit`])
+/// and a line per action ([`describe_action`]).
+// Called by `must-ds log` in cli/mod.rs (until then, only by tests).
+#[allow(dead_code)]
+pub(crate) fn print_log(
+    commits: &[Commit],
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    for c in commits {
+        if json {
+            writeln!(out, "{}", serde_json::to_string(c)?)?;
+        } else {
+            writeln!(out, "{}", describe_commit(c))?;
+            for a in &c.actions {
+                writeln!(out, "    {}", describe_action(a))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One line describing an action, for `must-ds log`, with control
+/// characters escaped (names and paths come from the log).
 pub fn describe_action(a: &Action) -> String {
+    printable(&describe_action_raw(a))
+}
+
+fn describe_action_raw(a: &Action) -> String {
     match a {
         Action::Protocol(p) => format!(
             "protocol: reader {} writer {} features {:?}",

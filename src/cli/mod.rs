@@ -31,6 +31,12 @@ Start with `must-ds demo`, then `must-ds inspect must-demo`.";
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The largest image, in pixels, that any command decodes (ingest,
+    /// validate, render, label, bench); larger ones are refused from their
+    /// header, before any allocation, as corrupt data. Default: the
+    /// environment variable MUST_MAX_IMAGE_PIXELS, else 89478485 (Pillow's).
+    #[arg(long, global = true, value_name = "N")]
+    max_image_pixels: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -323,6 +329,9 @@ enum Command {
 /// Runs the command line; returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    if let Some(n) = cli.max_image_pixels {
+        crate::codec::set_max_image_pixels(n);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -384,7 +393,13 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
             shard_rows,
         } => {
             let ds = rt.block_on(Dataset::open(&root))?;
-            let inputs = collect_inputs(&from, &source)?;
+            let collected = collect_inputs(&from, &source)?;
+            if strict {
+                if let Some(s) = collected.skipped.first() {
+                    bail!("{}: {} (--strict: nothing was ingested)", s.file, s.reason);
+                }
+            }
+            let inputs = collected.images;
             if inputs.is_empty() {
                 bail!("{}: no files to ingest", from.display());
             }
@@ -410,7 +425,8 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                 b.set_position(n);
                 b.set_message(format!("{:.1} MiB", bytes as f64 / 1048576.0));
             });
-            let report = ingest(rt.handle(), &ds, inputs, &opts, Some(progress))?;
+            let mut report = ingest(rt.handle(), &ds, inputs, &opts, Some(progress))?;
+            report.skipped.extend(collected.skipped);
             bar.finish_and_clear();
             writeln!(
                 out,
@@ -441,7 +457,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
             if !report.skipped.is_empty() {
                 writeln!(
                     out,
-                    "skipped {} file(s) that could not be read as images:",
+                    "skipped {} file(s) that could not be ingested:",
                     report.skipped.len()
                 )?;
                 for s in &report.skipped {

@@ -8,5 +8,8 @@ mod label;
 
 pub(crate) use self::arrow::image_ids;
 pub use self::arrow::{batch_to_labels, labels_to_batch, normalize_column, LabelColumns};
-pub use self::image::{sniff_image, ImageKind};
+pub use self::image::{
+    check_pixels, decode_rgb, max_image_pixels, set_max_image_pixels, sniff_image, ImageKind, Rgb,
+    DEFAULT_MAX_PIXELS,
+};
 pub use self::label::{ClassLabel, DepthMap, Detections, Label, LabelRef, SegMap};

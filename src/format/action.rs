@@ -181,6 +181,11 @@ pub struct Commit {
     pub writer: String,
     /// The actions, applied in order.
     pub actions: Vec<Action>,
+    /// A unique id of the transaction (a UUID), so that a writer whose
+    /// create-if-absent was retried below it recognises its own commit.
+    /// Optional for other writers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
 }
 
 impl Commit {
@@ -218,6 +223,10 @@ impl Commit {
             operation: text("operation"),
             writer: text("writer"),
             actions,
+            transaction: obj
+                .get("transaction")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
         })
     }
 

@@ -117,6 +117,12 @@ pub enum DepthRepresentation {
     Metric,
 }
 
+/// The most classes a classification or detection task may have (2^24,
+/// over a hundred times the largest label sets in use): readers size
+/// dense probability rows and class tables by `num_classes`, so it must be
+/// bounded. Segmentation classes are bounded by the mask dtype.
+pub const MAX_CLASSES: u32 = 1 << 24;
+
 /// Stands for an omitted `ignore_index` until [`TaskDef`] knows the dtype.
 const IGNORE_INDEX_UNSET: u32 = u32::MAX;
 
@@ -282,10 +288,8 @@ pub fn validate_task_name(name: &str) -> Result<()> {
 impl TaskDef {
     /// Parses and validates a task definition from JSON.
     pub fn from_json(text: &str) -> Result<Self> {
-        let task: TaskDef = serde_json::from_str(text).map_err(|source| Error::Json {
-            file: "task definition".into(),
-            source,
-        })?;
+        let task: TaskDef = serde_json::from_str(text)
+            .map_err(|source| Error::json("task definition", source))?;
         task.validate()?;
         Ok(task)
     }
@@ -305,6 +309,11 @@ impl TaskDef {
         if let Some(n) = self.kind.num_classes() {
             if n == 0 {
                 return Err(bad("num_classes must be at least 1".into()));
+            }
+            if n > MAX_CLASSES {
+                return Err(bad(format!(
+                    "num_classes {n} is more than the {MAX_CLASSES} classes a task may have"
+                )));
             }
             if let Some(names) = self.kind.class_names() {
                 if names.len() != n as usize {
@@ -397,5 +406,38 @@ mod tests {
             TaskDef::from_json(t),
             Err(Error::InvalidTask { .. })
         ));
+    }
+
+    #[test]
+    fn num_classes_is_bounded() {
+        let def = |kind: &str, n: u64, extra: &str| {
+            TaskDef::from_json(&format!(
+                r#"{{"name":"t","kind":"{kind}","num_classes":{n}{extra}}}"#
+            ))
+        };
+        for kind in ["classification", "detection"] {
+            assert!(def(kind, MAX_CLASSES as u64, "").is_ok(), "{kind}");
+            for n in [MAX_CLASSES as u64 + 1, u32::MAX as u64] {
+                let e = def(kind, n, "").unwrap_err().to_string();
+                assert!(e.contains("num_classes") && e.contains(&n.to_string()), "{e}");
+            }
+        }
+        let dense = def("classification", u32::MAX as u64, r#","encoding":"dense""#);
+        assert!(matches!(dense, Err(Error::InvalidTask { .. })));
+        // Segmentation: the mask dtype bounds the classes (ignore_index apart).
+        let seg = |n: u64, dtype: &str, ignore: u64| {
+            def(
+                "segmentation",
+                n,
+                &format!(r#","dtype":"{dtype}","ignore_index":{ignore}"#),
+            )
+        };
+        assert!(seg(255, "u8", 255).is_ok());
+        assert!(seg(256, "u8", 255).is_err());
+        assert!(seg(65535, "u16", 65535).is_ok());
+        assert!(seg(65537, "u16", 65535).is_err());
+        assert!(seg(u32::MAX as u64, "u16", 65535).is_err());
+        // More than u32: refused by the parser, not wrapped.
+        assert!(def("detection", 1 << 40, "").is_err());
     }
 }

@@ -9,6 +9,7 @@
 use fast_image_resize as fr;
 
 use super::plan::Rng;
+use crate::codec::Rgb;
 
 /// How a sample's output window is chosen.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,50 +163,6 @@ fn axis(origin: f64, step: f64, scale: f64, n: u32, len: u32, flip: bool) -> Vec
             }
         })
         .collect()
-}
-
-/// A decoded RGB image, row-major, 3 bytes a pixel.
-#[derive(Debug, Default)]
-pub struct Rgb {
-    /// Width.
-    pub width: u32,
-    /// Height.
-    pub height: u32,
-    /// Pixels.
-    pub data: Vec<u8>,
-}
-
-/// Decodes JPEG (zune-jpeg) or any other accepted format (image crate) into
-/// `out`, reusing its buffer.
-pub fn decode(bytes: &[u8], out: &mut Rgb) -> Result<(), String> {
-    if bytes.starts_with(&[0xFF, 0xD8]) {
-        let opts = zune_core::options::DecoderOptions::default()
-            .jpeg_set_out_colorspace(zune_core::colorspace::ColorSpace::RGB)
-            .set_max_width(1 << 15)
-            .set_max_height(1 << 15)
-            .set_strict_mode(true);
-        let mut d = zune_jpeg::JpegDecoder::new_with_options(
-            zune_core::bytestream::ZCursor::new(bytes),
-            opts,
-        );
-        d.decode_headers().map_err(|e| format!("JPEG: {e}"))?;
-        let (w, h) = d.dimensions().ok_or("JPEG: no dimensions")?;
-        let n = d.output_buffer_size().ok_or("JPEG: image too large")?;
-        out.data.resize(n, 0);
-        d.decode_into(&mut out.data)
-            .map_err(|e| format!("JPEG: {e}"))?;
-        (out.width, out.height) = (w as u32, h as u32);
-        if n != out.width as usize * out.height as usize * 3 {
-            return Err(format!("JPEG: {n} bytes decoded for {w}×{h} RGB"));
-        }
-        return Ok(());
-    }
-    let img = image::load_from_memory(bytes)
-        .map_err(|e| e.to_string())?
-        .into_rgb8();
-    (out.width, out.height) = img.dimensions();
-    out.data = img.into_raw();
-    Ok(())
 }
 
 /// Reusable resize state of one worker.

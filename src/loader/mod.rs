@@ -85,7 +85,8 @@ pub use augment::Crop;
 pub use batch::{Batch, Images, LabelOptions, Mask, MissingMass, TaskBatch, TaskData};
 pub use plan::Segment;
 
-use augment::{Geometry, Resizer, Rgb};
+use crate::codec::Rgb;
+use augment::{Geometry, Resizer};
 use plan::{Mixing, PlanOptions, Rng, Unit};
 
 /// How ranks are brought to the same number of batches.
@@ -269,6 +270,7 @@ pub struct LoaderBuilder {
     batch_size: usize,
     size: (u32, u32),
     label_stride: u32,
+    max_image_pixels: u64,
     crop: Crop,
     flip: f64,
     augment: bool,
@@ -300,6 +302,7 @@ impl LoaderBuilder {
             batch_size: 32,
             size: (384, 384),
             label_stride: 1,
+            max_image_pixels: crate::codec::max_image_pixels(),
             crop: Crop::RandomResized {
                 scale: (0.08, 1.0),
                 ratio: (3.0 / 4.0, 4.0 / 3.0),
@@ -366,6 +369,15 @@ impl LoaderBuilder {
     /// side: 1 (default), 2, 4 or 8; the output size must be a multiple.
     pub fn label_stride(mut self, stride: u32) -> Self {
         self.label_stride = stride;
+        self
+    }
+
+    /// The largest image, in pixels, that the loader decodes (default
+    /// [`codec::max_image_pixels`](crate::codec::max_image_pixels), about
+    /// 89 million). The size is read from the header before any allocation;
+    /// a larger image is corrupt data under [`corrupt_data`](Self::corrupt_data).
+    pub fn max_image_pixels(mut self, n: u64) -> Self {
+        self.max_image_pixels = n.max(1);
         self
     }
 
@@ -787,6 +799,7 @@ struct Shared {
     output: ImageOutput,
     size: (u32, u32),
     label_stride: u32,
+    max_image_pixels: u64,
     crop: Crop,
     flip: f64,
     augment: bool,
@@ -1067,6 +1080,7 @@ impl Loader {
             output: b.output,
             size: b.size,
             label_stride: b.label_stride,
+            max_image_pixels: b.max_image_pixels,
             crop: b.crop.clone(),
             flip: b.flip,
             augment: b.augment,
@@ -1515,7 +1529,7 @@ fn fill_sample(
         }));
     };
     let t0 = Instant::now();
-    augment::decode(bytes, &mut ws.rgb).map_err(err)?;
+    crate::codec::decode_rgb(bytes, &mut ws.rgb, sh.max_image_pixels).map_err(err)?;
     let t1 = Instant::now();
     Metrics::add(&sh.metrics.decode_ns, t1 - t0);
     sh.metrics.decoded.fetch_add(1, Ordering::Relaxed);

@@ -25,8 +25,18 @@
 //!    merged rank by rank) become the next segment's global order, split
 //!    between the new ranks as in 3. Nothing is repeated or lost.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
+
+/// The most ranks an epoch is split between (2^20): planning a segment
+/// holds a sampler per rank, so a world size read from a saved state must
+/// be bounded.
+pub const MAX_WORLD_SIZE: usize = 1 << 20;
+
+/// The most segments (world size changes within one epoch) a saved state
+/// may list: resuming replays each of them.
+pub const MAX_SEGMENTS: usize = 4096;
 
 /// A small, version-stable generator (SplitMix64): plans must not change when
 /// a dependency's generator does.
@@ -232,16 +242,43 @@ pub fn global_order(
     Ok(keyed.into_iter().map(|(_, _, s)| s).collect())
 }
 
-/// Splits slices between `world` ranks (step 3 of the module docs).
+/// Splits slices between `world` ranks (step 3 of the module docs): each
+/// slice goes to the rank holding the fewest samples, the lowest on ties
+/// (a heap: O(slices × log world)).
 pub fn split(slices: &[Slice], units: &[Unit], world: usize) -> Vec<Vec<Slice>> {
     let mut out = vec![Vec::new(); world];
-    let mut held = vec![0usize; world];
+    let mut held: BinaryHeap<Reverse<(usize, usize)>> =
+        (0..world).map(|r| Reverse((0, r))).collect();
     for s in slices {
-        let r = (0..world).min_by_key(|&r| (held[r], r)).unwrap_or(0);
-        held[r] += s.len(units);
+        let Some(Reverse((n, r))) = held.pop() else {
+            break;
+        };
+        held.push(Reverse((n + s.len(units), r)));
         out[r].push(s.clone());
     }
     out
+}
+
+/// Checks the segments of a saved state before any of them is planned:
+/// every world size is between 1 and [`MAX_WORLD_SIZE`], and there are at
+/// most [`MAX_SEGMENTS`] of them. (Batches are checked against each
+/// segment's plan by [`rank_plan`].) The error names the field.
+pub fn check_segments(past: &[Segment]) -> Result<(), String> {
+    if past.len() > MAX_SEGMENTS {
+        return Err(format!(
+            "the state lists {} segments (world size changes in one epoch); at most {MAX_SEGMENTS} are resumed",
+            past.len()
+        ));
+    }
+    for (i, s) in past.iter().enumerate() {
+        if s.world_size == 0 || s.world_size > MAX_WORLD_SIZE {
+            return Err(format!(
+                "the state's segments[{i}].world_size is {}: it must be between 1 and {MAX_WORLD_SIZE}",
+                s.world_size
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One draw of a rank's sample order.
@@ -436,7 +473,7 @@ fn segment(
     } as u64;
     if done > per_rank {
         return Err(format!(
-            "the state says {done} batches done in a segment of {per_rank} (world size {world})"
+            "the state's segments[{seg}].batches is {done}, but that segment has {per_rank} batches per rank (world size {world})"
         ));
     }
     Ok((samplers, per_rank))
@@ -454,6 +491,12 @@ pub fn rank_plan(
     if world == 0 || rank >= world {
         return Err(format!("rank {rank} is not in a world of {world}"));
     }
+    if world > MAX_WORLD_SIZE {
+        return Err(format!(
+            "world size {world} is more than the {MAX_WORLD_SIZE} ranks an epoch is split between"
+        ));
+    }
+    check_segments(past)?;
     let mut order = global_order(units, &o.mixing, o.seed, o.epoch)?;
     let (closed, current) = match past.last() {
         Some(l) if l.world_size == world => (&past[..past.len() - 1], l.batches),
@@ -461,10 +504,12 @@ pub fn rank_plan(
     };
     for (seg, s) in closed.iter().enumerate() {
         let (mut all, _) = segment(&order, units, s.world_size, seg, o, s.batches)?;
+        // s.batches ≤ the segment's batches (checked by `segment`): the
+        // product is at most the rows of the epoch plus a batch.
         let rem: Vec<Vec<Slice>> = all
             .iter_mut()
             .map(|x| {
-                x.skip(s.batches * o.batch_size as u64);
+                x.skip(s.batches.saturating_mul(o.batch_size as u64));
                 x.remaining()
             })
             .collect();
@@ -475,8 +520,11 @@ pub fn rank_plan(
             .collect();
     }
     let (all, per_rank) = segment(&order, units, world, closed.len(), o, current)?;
-    let mut sampler = all.into_iter().nth(rank).expect("rank < world");
-    sampler.skip(current * o.batch_size as u64);
+    let mut sampler = all
+        .into_iter()
+        .nth(rank)
+        .ok_or_else(|| format!("rank {rank} is not in a world of {world}"))?;
+    sampler.skip(current.saturating_mul(o.batch_size as u64));
     Ok(RankPlan {
         sampler,
         batches: per_rank,
@@ -631,6 +679,62 @@ mod tests {
                 a,
                 drain(&mut rank_plan(&u, &o2, &[], 1, 4).unwrap(), &u, 3, 8)
             );
+        }
+    }
+}
+
+/// The heap in [`split`] gives each slice to the same rank as a scan for the
+/// rank holding the fewest samples (lowest on ties) does.
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn split_matches_the_fewest_samples_rule() {
+        let mut rng = Rng::new(&[3]);
+        let units: Vec<Unit> = (0..200)
+            .map(|i| Unit {
+                shard: i,
+                row_group: 0,
+                rows: rng.below(40) as u32,
+                source: String::new(),
+                est_bytes: 0,
+            })
+            .collect();
+        let slices: Vec<Slice> = (0..200)
+            .map(|u| Slice {
+                unit: u,
+                rows: Rows::All,
+            })
+            .collect();
+        for world in [1, 2, 3, 7, 64, 500] {
+            let mut want = vec![Vec::new(); world];
+            let mut held = vec![0usize; world];
+            for s in &slices {
+                let r = (0..world).min_by_key(|&r| (held[r], r)).unwrap();
+                held[r] += s.len(&units);
+                want[r].push(s.clone());
+            }
+            assert_eq!(split(&slices, &units, world), want, "world {world}");
+        }
+        assert!(split(&slices, &units, 0).is_empty());
+    }
+
+    #[test]
+    fn hostile_segments_are_refused_by_field() {
+        let seg = |world_size, batches| Segment {
+            world_size,
+            batches,
+        };
+        assert!(check_segments(&[seg(1, 5), seg(MAX_WORLD_SIZE, 0)]).is_ok());
+        for (past, field) in [
+            (vec![seg(0, 0)], "segments[0].world_size is 0"),
+            (vec![seg(2, 1), seg(usize::MAX, 0)], "segments[1].world_size"),
+            (vec![seg(MAX_WORLD_SIZE + 1, 0)], "segments[0].world_size"),
+            (vec![seg(1, 0); MAX_SEGMENTS + 1], "segments"),
+        ] {
+            let e = check_segments(&past).unwrap_err();
+            assert!(e.contains(field), "{e}");
         }
     }
 }

@@ -169,6 +169,23 @@ impl Dataset {
             .map_err(|e| Error::parquet(rel, e))
     }
 
+    /// The rows of each row group of a data file, from its footer.
+    pub async fn file_row_groups(
+        &self,
+        rel: &str,
+        size: Option<u64>,
+        footers: Option<&FooterCache>,
+    ) -> Result<Vec<u64>> {
+        let mut reader = StoreReader::new(self.store.clone(), self.object_path(rel), size);
+        let meta = FooterCache::load(footers, &mut reader, rel).await?;
+        Ok(meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows().max(0) as u64)
+            .collect())
+    }
+
     /// The image ids of shard `shard`, in order.
     pub async fn read_image_ids(&self, shard: u64) -> Result<Vec<String>> {
         let a = self.snapshot.shard(shard)?.clone();

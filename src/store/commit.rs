@@ -38,8 +38,27 @@ impl Transaction {
 
     /// Resolves the actions against `snap`: assigns shard ids, drops task
     /// definitions that are already there, removes files that `replace`
-    /// labels supersede, and refuses real conflicts.
-    pub(crate) fn resolve(&self, snap: &Snapshot) -> Result<Vec<Action>> {
+    /// labels supersede, and refuses real conflicts. Then applies them to a
+    /// copy of `snap` with the readers' own checks
+    /// ([`Snapshot::apply_action`]), so that a commit no reader could open
+    /// is refused ([`Error::InvalidCommit`]); returns the actions and the
+    /// state they make (version and timestamp not yet set).
+    pub(crate) fn resolve(&self, snap: &Snapshot) -> Result<(Vec<Action>, Snapshot)> {
+        let out = self.resolve_actions(snap)?;
+        let mut next = snap.clone();
+        for a in &out {
+            next.apply_action(a, "the new commit").map_err(|e| match e {
+                Error::CorruptLog { reason, .. } => Error::InvalidCommit {
+                    version: snap.version,
+                    reason,
+                },
+                other => other,
+            })?;
+        }
+        Ok((out, next))
+    }
+
+    fn resolve_actions(&self, snap: &Snapshot) -> Result<Vec<Action>> {
         let version = snap.version;
         let conflict = |reason: String| Error::Conflict { version, reason };
         let mut next = snap.next_shard;
@@ -126,10 +145,19 @@ fn backoff(attempt: u32) -> Duration {
 impl Dataset {
     /// Commits `txn` on top of the newest version, retrying lost races.
     /// Returns the committed commit (with assigned shard ids).
+    ///
+    /// Each commit carries a fresh transaction id: when a create-if-absent
+    /// answers "already exists" or fails, though the request landed (a
+    /// retry below this layer, a lost answer), the commit found at that
+    /// version is read back, and when it carries this id it is this
+    /// writer's own, not a lost race. So a transaction is committed once.
+    /// On a local folder the commit file and its folder are flushed to disk
+    /// before it is reported.
     pub async fn commit(&mut self, txn: Transaction) -> Result<Commit> {
         let max = self.options.max_commit_attempts.max(1);
+        let id = uuid::Uuid::new_v4().to_string();
         for attempt in 0..max {
-            let actions = txn.resolve(&self.snapshot)?;
+            let (actions, mut next) = txn.resolve(&self.snapshot)?;
             let version = self.snapshot.version + 1;
             let commit = Commit {
                 version,
@@ -137,33 +165,51 @@ impl Dataset {
                 operation: txn.operation.clone(),
                 writer: self.options.writer.clone(),
                 actions,
+                transaction: Some(id.clone()),
             };
-            let path = layout::join(&self.root, &layout::log_file(version));
+            let rel = layout::log_file(version);
+            let path = layout::join(&self.root, &rel);
             let opts = PutOptions {
                 mode: PutMode::Create,
                 ..Default::default()
             };
-            match self
+            let put = self
                 .store
                 .put_opts(&path, PutPayload::from(commit.to_bytes()), opts)
-                .await
-            {
-                Ok(_) => {
-                    self.snapshot.apply(&commit, &layout::log_file(version))?;
-                    self.maybe_checkpoint().await;
-                    return Ok(commit);
-                }
+                .await;
+            let landed = match put {
+                Ok(_) => true,
+                // Whose commit is there? When that cannot be read, stop
+                // rather than guess: a guess could commit twice.
                 Err(object_store::Error::AlreadyExists { .. }) => {
-                    tokio::time::sleep(backoff(attempt)).await;
-                    self.refresh().await?;
+                    self.is_own_commit(version, &id).await?
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => match self.is_own_commit(version, &id).await {
+                    Ok(true) => true,
+                    _ => return Err(e.into()),
+                },
+            };
+            if landed {
+                self.sync_local(&rel).await?;
+                next.version = version;
+                next.timestamp = commit.timestamp.clone();
+                self.snapshot = next;
+                self.maybe_checkpoint().await;
+                return Ok(commit);
             }
+            tokio::time::sleep(backoff(attempt)).await;
+            self.refresh().await?;
         }
         Err(Error::CommitRetriesExhausted {
             attempts: max,
             version: self.snapshot.version + 1,
         })
+    }
+
+    /// Whether the commit at `version` carries transaction id `id`.
+    async fn is_own_commit(&self, version: u64, id: &str) -> Result<bool> {
+        let c = crate::store::log::read_commit(&self.store, &self.root, version).await?;
+        Ok(c.is_some_and(|c| c.transaction.as_deref() == Some(id)))
     }
 
     async fn maybe_checkpoint(&self) {

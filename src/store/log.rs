@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt};
 
 use crate::error::{Error, Result};
 use crate::format::Commit;
@@ -32,17 +32,54 @@ pub async fn list_versions_after(
     Ok(versions)
 }
 
-/// Reads commit `version`; `Ok(None)` when it does not exist.
+/// The largest commit file read (256 MiB): a commit lists a few actions
+/// (thousands for a large ingest), so anything near this is not one, and
+/// reading it whole could exhaust memory.
+pub const MAX_COMMIT_BYTES: u64 = 256 << 20;
+
+fn too_large(rel: &str, what: String) -> Error {
+    Error::CorruptLog {
+        file: rel.to_owned(),
+        reason: format!(
+            "{what}, more than the {} MiB a commit file may have: not read",
+            MAX_COMMIT_BYTES >> 20
+        ),
+    }
+}
+
+/// Reads commit `version`; `Ok(None)` when it does not exist. A file over
+/// [`MAX_COMMIT_BYTES`] is refused from the size the store reports, before
+/// its body is read, and its body is never read past that size (whatever
+/// the store said).
 pub async fn read_commit(
     store: &Arc<dyn ObjectStore>,
     root: &Path,
     version: u64,
 ) -> Result<Option<Commit>> {
     let rel = layout::log_file(version);
-    let bytes = match store.get(&layout::join(root, &rel)).await {
-        Ok(r) => r.bytes().await?,
+    let r = match store.get(&layout::join(root, &rel)).await {
+        Ok(r) => r,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
+    };
+    if r.meta.size > MAX_COMMIT_BYTES {
+        return Err(too_large(&rel, format!("the file has {} bytes", r.meta.size)));
+    }
+    let bytes = if matches!(r.payload, GetResultPayload::Stream(_)) {
+        // A remote body may be longer than its reported size: stop at the bound.
+        let mut body = r.into_stream();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.try_next().await? {
+            let size = (bytes.len() + chunk.len()) as u64;
+            if size > MAX_COMMIT_BYTES {
+                return Err(too_large(&rel, format!("the file has at least {size} bytes")));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        bytes::Bytes::from(bytes)
+    } else {
+        // A local file: read in one go, exactly the size checked above.
+        r.bytes().await?
     };
     let commit = Commit::from_slice(&bytes, &rel)?;
     if commit.version != version {

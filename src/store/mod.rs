@@ -95,12 +95,23 @@ impl Dataset {
             operation: "init".into(),
             writer: options.writer.clone(),
             actions: vec![Action::Protocol(Protocol::default()), Action::Dataset(info)],
+            transaction: Some(uuid::Uuid::new_v4().to_string()),
         };
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
         let path = layout::join(&loc.root, &layout::log_file(0));
+        let found = first_entries(&loc, 5).await?;
+        if found.iter().any(|f| f == "_must") {
+            return Err(Error::DatasetExists { url: loc.url });
+        }
+        if !found.is_empty() {
+            return Err(Error::LocationNotEmpty {
+                url: loc.url,
+                found,
+            });
+        }
         match loc
             .store
             .put_opts(&path, PutPayload::from(commit.to_bytes()), opts)
@@ -113,6 +124,13 @@ impl Dataset {
             Err(e) => return Err(e.into()),
         }
         let mut snapshot = Snapshot::default();
+        if let Some(dir) = local_dir(&loc.url) {
+            // The new folders too: `_must/log`, `_must` and the root.
+            let rel = layout::log_file(0);
+            tokio::task::spawn_blocking(move || sync_path(&dir, &rel))
+                .await
+                .map_err(|e| Error::io(&loc.url, std::io::Error::other(e)))??;
+        }
         snapshot.apply(&commit, &layout::log_file(0))?;
         Ok(Dataset::from_parts(loc, snapshot, options))
     }
@@ -211,7 +229,22 @@ impl Dataset {
         self.store
             .put_opts(&self.object_path(rel), PutPayload::from(bytes), opts)
             .await?;
-        Ok(())
+        self.sync_local(rel).await
+    }
+
+    /// On a local folder, flushes the file at `rel` and the folder holding
+    /// it to disk (`fsync`), so that what is reported written survives a
+    /// power loss. Nothing to do on object stores, whose writes are durable
+    /// when acknowledged.
+    pub(crate) async fn sync_local(&self, rel: &str) -> Result<()> {
+        let Some(dir) = local_dir(&self.url) else {
+            return Ok(());
+        };
+        let rel = rel.to_owned();
+        let url = self.url.clone();
+        tokio::task::spawn_blocking(move || sync_path(&dir, &rel))
+            .await
+            .map_err(|e| Error::io(url, std::io::Error::other(e)))?
     }
 
     /// Reads a whole data file.
@@ -229,6 +262,68 @@ impl Dataset {
         let versions: Vec<u64> = (0..=self.snapshot.version).collect();
         log::read_commits(&self.store, &self.root, &versions).await
     }
+}
+
+/// Up to `n` names at the top of a location (`_must` first when present).
+async fn first_entries(loc: &Location, n: usize) -> Result<Vec<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    if let Some(dir) = local_dir(&loc.url) {
+        // Everything, folders and links included.
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&loc.url, e))?;
+        for e in entries {
+            let e = e.map_err(|e| Error::io(&loc.url, e))?;
+            names.insert(e.file_name().to_string_lossy().into_owned());
+        }
+    } else {
+        use futures::StreamExt;
+        let prefix = (!loc.root.as_ref().is_empty()).then_some(&loc.root);
+        let mut listing = loc.store.list(prefix);
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            let rel = meta
+                .location
+                .prefix_match(&loc.root)
+                .and_then(|mut parts| parts.next())
+                .map(|p| p.as_ref().to_owned())
+                .unwrap_or_else(|| meta.location.to_string());
+            let done = rel == "_must";
+            names.insert(rel);
+            if done || names.len() >= n {
+                break;
+            }
+        }
+    }
+    let mut out: Vec<String> = names.iter().filter(|s| *s == "_must").cloned().collect();
+    out.extend(names.into_iter().filter(|s| s != "_must").take(n));
+    out.truncate(n);
+    Ok(out)
+}
+
+/// The folder of a local dataset (its URL is an absolute path).
+fn local_dir(url: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(url);
+    (!url.contains("://") && p.is_absolute() && p.is_dir()).then(|| p.to_path_buf())
+}
+
+/// `fsync`s `root/rel`, then every folder above it up to `root` (a folder
+/// made for it is durable only once its parent is flushed).
+fn sync_path(root: &std::path::Path, rel: &str) -> Result<()> {
+    let file = root.join(rel);
+    let sync = |p: &std::path::Path| {
+        std::fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(p.display().to_string(), e))
+    };
+    sync(&file)?;
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        sync(d)?;
+        if d == root || !d.starts_with(root) {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
 }
 
 async fn load_latest(loc: &Location) -> Result<Snapshot> {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
+use crate::store::layout::{check_data_path, DataKind};
 use crate::format::{
     Action, AddImages, AddLabels, Commit, DatasetInfo, Protocol, TaskDef, FEATURES, READER_VERSION,
 };
@@ -26,6 +27,15 @@ pub struct Snapshot {
     pub next_shard: u64,
     /// Timestamp of the newest commit applied.
     pub timestamp: String,
+    /// Live data paths and what they are (an index of `images` and `labels`).
+    paths: BTreeMap<String, Owner>,
+}
+
+fn describe(owner: &Owner) -> String {
+    match owner {
+        Owner::Image(s) => format!("image shard {s}"),
+        Owner::Label(t, s) => format!("labels of task {t:?} for shard {s}"),
+    }
 }
 
 /// Checks that this build can read a dataset with `p`.
@@ -45,8 +55,27 @@ pub fn check_protocol(p: &Protocol, file: &str) -> Result<()> {
     Ok(())
 }
 
+/// What a live data path belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    Image(u64),
+    Label(String, u64),
+}
+
 impl Snapshot {
-    /// Applies one action read from `file`. A log that contradicts itself is corrupt.
+    /// Applies one action read from `file`. These are the invariants of the
+    /// log, the same on both sides: a commit breaking one is refused by
+    /// [`Dataset::commit`](crate::Dataset::commit), and a log holding one is
+    /// corrupt for readers.
+    ///
+    /// * a task is valid and never redefined differently;
+    /// * an image shard id is added once, its path is canonical and not
+    ///   live, and its row groups add up to its rows;
+    /// * labels are for a defined task and a live shard, have the shard's
+    ///   rows (and no more labeled rows than that), a canonical path under
+    ///   `labels/<task>/` that is not live, and replace existing labels of
+    ///   that (task, shard) only with `replace`;
+    /// * a remove names a live data file by its canonical path.
     pub fn apply_action(&mut self, action: &Action, file: &str) -> Result<()> {
         let corrupt = |reason: String| Error::CorruptLog {
             file: file.to_owned(),
@@ -59,6 +88,7 @@ impl Snapshot {
             }
             Action::Dataset(d) => self.info = d.clone(),
             Action::Task(t) => {
+                t.validate().map_err(|e| corrupt(e.to_string()))?;
                 if let Some(old) = self.tasks.get(&t.name) {
                     if old != t {
                         return Err(corrupt(format!("task {:?} redefined differently", t.name)));
@@ -70,34 +100,94 @@ impl Snapshot {
                 if self.images.contains_key(&a.shard) {
                     return Err(corrupt(format!("image shard {} added twice", a.shard)));
                 }
-                if a.row_groups.iter().sum::<u64>() != a.rows {
+                let next = a.shard.checked_add(1).ok_or_else(|| {
+                    corrupt(format!("image shard id {} is out of range", a.shard))
+                })?;
+                check_data_path(&a.path, Some(DataKind::Images)).map_err(corrupt)?;
+                if let Some(owner) = self.paths.get(&a.path) {
                     return Err(corrupt(format!(
-                        "image shard {}: row_groups add up to {} but rows is {}",
+                        "image shard {}: {} is already live ({})",
                         a.shard,
-                        a.row_groups.iter().sum::<u64>(),
+                        a.path,
+                        describe(owner)
+                    )));
+                }
+                let sum = a
+                    .row_groups
+                    .iter()
+                    .try_fold(0u64, |acc, &n| acc.checked_add(n));
+                if sum != Some(a.rows) {
+                    return Err(corrupt(format!(
+                        "image shard {}: row_groups ({} of them) add up to {} but rows is {}",
+                        a.shard,
+                        a.row_groups.len(),
+                        sum.map_or("more than 2^64".into(), |s| s.to_string()),
                         a.rows
                     )));
                 }
-                self.next_shard = self.next_shard.max(a.shard + 1);
+                if a.row_groups.contains(&0) {
+                    return Err(corrupt(format!("image shard {}: an empty row group", a.shard)));
+                }
+                let sources = a
+                    .sources
+                    .values()
+                    .try_fold(0u64, |acc, &n| acc.checked_add(n));
+                if !a.sources.is_empty() && sources != Some(a.rows) {
+                    return Err(corrupt(format!(
+                        "image shard {}: sources add up to {} but rows is {}",
+                        a.shard,
+                        sources.map_or("more than 2^64".into(), |s| s.to_string()),
+                        a.rows
+                    )));
+                }
+                self.next_shard = self.next_shard.max(next);
+                self.paths.insert(a.path.clone(), Owner::Image(a.shard));
                 self.images.insert(a.shard, a.clone());
             }
             Action::AddLabels(l) => {
                 if !self.tasks.contains_key(&l.task) {
                     return Err(corrupt(format!("labels for undefined task {:?}", l.task)));
                 }
-                if !self.images.contains_key(&l.shard) {
+                let Some(shard) = self.images.get(&l.shard) else {
                     return Err(corrupt(format!(
-                        "labels of task {:?} for missing image shard {}",
+                        "labels of task {:?} for image shard {}, which is not live",
                         l.task, l.shard
+                    )));
+                };
+                if l.rows != shard.rows {
+                    return Err(corrupt(format!(
+                        "labels of task {:?} have {} rows but image shard {} has {}",
+                        l.task, l.rows, l.shard, shard.rows
+                    )));
+                }
+                if l.labeled > l.rows {
+                    return Err(corrupt(format!(
+                        "labels of task {:?} for shard {}: {} labeled rows of {}",
+                        l.task, l.shard, l.labeled, l.rows
+                    )));
+                }
+                check_data_path(&l.path, Some(DataKind::Labels(&l.task))).map_err(corrupt)?;
+                if let Some(owner) = self.paths.get(&l.path) {
+                    return Err(corrupt(format!(
+                        "labels of task {:?} for shard {}: {} is already live ({})",
+                        l.task,
+                        l.shard,
+                        l.path,
+                        describe(owner)
                     )));
                 }
                 let key = (l.task.clone(), l.shard);
-                if self.labels.contains_key(&key) && !l.replace {
-                    return Err(corrupt(format!(
-                        "second labels of task {:?} for shard {} without replace",
-                        l.task, l.shard
-                    )));
+                if let Some(old) = self.labels.get(&key) {
+                    if !l.replace {
+                        return Err(corrupt(format!(
+                            "second labels of task {:?} for shard {} without replace",
+                            l.task, l.shard
+                        )));
+                    }
+                    self.paths.remove(&old.path);
                 }
+                self.paths
+                    .insert(l.path.clone(), Owner::Label(l.task.clone(), l.shard));
                 // `replace` describes the commit, not the state.
                 self.labels.insert(
                     key,
@@ -108,16 +198,30 @@ impl Snapshot {
                 );
             }
             Action::Remove(r) => {
-                if let Some(shard) = self
-                    .images
-                    .iter()
-                    .find(|(_, a)| a.path == r.path)
-                    .map(|(k, _)| *k)
-                {
-                    self.images.remove(&shard);
-                    self.labels.retain(|(_, s), _| *s != shard);
-                } else {
-                    self.labels.retain(|_, l| l.path != r.path);
+                check_data_path(&r.path, None).map_err(corrupt)?;
+                match self.paths.remove(&r.path) {
+                    Some(Owner::Image(shard)) => {
+                        self.images.remove(&shard);
+                        let gone: Vec<_> = self
+                            .labels
+                            .iter()
+                            .filter(|((_, s), _)| *s == shard)
+                            .map(|(k, l)| (k.clone(), l.path.clone()))
+                            .collect();
+                        for (k, path) in gone {
+                            self.labels.remove(&k);
+                            self.paths.remove(&path);
+                        }
+                    }
+                    Some(Owner::Label(task, shard)) => {
+                        self.labels.remove(&(task, shard));
+                    }
+                    None => {
+                        return Err(corrupt(format!(
+                            "remove of {}, which is not a live data file",
+                            r.path
+                        )))
+                    }
                 }
             }
         }
@@ -148,7 +252,9 @@ impl Snapshot {
 
     /// Total image rows.
     pub fn total_rows(&self) -> u64 {
-        self.images.values().map(|a| a.rows).sum()
+        self.images
+            .values()
+            .fold(0u64, |acc, a| acc.saturating_add(a.rows))
     }
 
     /// The task named `name`, or an error listing the defined ones.
@@ -170,6 +276,6 @@ impl Snapshot {
 
     /// Whether `path` is a data file of this version.
     pub fn is_live(&self, path: &str) -> bool {
-        self.images.values().any(|a| a.path == path) || self.labels.values().any(|l| l.path == path)
+        self.paths.contains_key(path)
     }
 }

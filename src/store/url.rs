@@ -11,6 +11,7 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 
 use crate::error::{Error, Result};
+use crate::redact::redact;
 use crate::store::retry::{RetryPolicy, RetryStore};
 
 /// An opened location: the store, the root prefix inside it, and a display URL.
@@ -39,7 +40,7 @@ fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
 /// With `create`, a missing local folder is created.
 pub fn open_location(url: &str, create: bool) -> Result<Location> {
     let invalid = |reason: String| Error::InvalidUrl {
-        url: url.to_owned(),
+        url: redact(url),
         reason,
     };
     if let Some(name) = url.strip_prefix("memory://") {
@@ -49,7 +50,7 @@ pub fn open_location(url: &str, create: bool) -> Result<Location> {
         return Ok(Location {
             store: retrying(store),
             root: Path::from(prefix),
-            url: url.to_owned(),
+            url: redact(url),
         });
     }
     let scheme = url.split_once("://").map(|(s, _)| s);
@@ -66,7 +67,7 @@ pub fn open_location(url: &str, create: bool) -> Result<Location> {
                 std::fs::create_dir_all(&local)
                     .map_err(|e| Error::io(local.display().to_string(), e))?;
             }
-            let abs = std::path::absolute(&local).map_err(|e| Error::io(url, e))?;
+            let abs = std::path::absolute(&local).map_err(|e| Error::io(redact(url), e))?;
             if !abs.is_dir() {
                 return Err(Error::NotADataset {
                     url: abs.display().to_string(),
@@ -91,7 +92,7 @@ pub fn open_location(url: &str, create: bool) -> Result<Location> {
 #[cfg(feature = "cloud")]
 fn cloud(url: &str, scheme: &str) -> Result<Location> {
     let invalid = |reason: String| Error::InvalidUrl {
-        url: url.to_owned(),
+        url: redact(url),
         reason,
     };
     let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
@@ -117,11 +118,12 @@ fn cloud(url: &str, scheme: &str) -> Result<Location> {
         other => return Err(invalid(format!("unsupported scheme {other:?}"))),
     };
     let root = Path::from(parsed.path().trim_start_matches('/'));
-    let shown = format!(
+    // No userinfo, query or fragment: only where the data is.
+    let shown = redact(&format!(
         "{scheme}://{}{}",
         parsed.host_str().unwrap_or_default(),
         parsed.path()
-    );
+    ));
     Ok(Location {
         store: retrying(store),
         root,
@@ -132,7 +134,7 @@ fn cloud(url: &str, scheme: &str) -> Result<Location> {
 #[cfg(not(feature = "cloud"))]
 fn cloud(url: &str, scheme: &str) -> Result<Location> {
     Err(Error::InvalidUrl {
-        url: url.to_owned(),
+        url: redact(url),
         reason: format!("{scheme}:// needs the `cloud` feature of must-ds"),
     })
 }

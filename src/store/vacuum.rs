@@ -1,16 +1,28 @@
 //! Vacuum: delete data files that no commit references (left by crashed or
-//! losing writers) once they are older than a grace period. Files that any
-//! commit references, even one a later commit removed, are kept so that
-//! every version stays readable.
+//! losing writers) once they are older than a grace period.
+//!
+//! What it never deletes:
+//! * a file that any commit references, even one a later commit removed,
+//!   so that every version stays readable (paths are compared in canonical
+//!   form, FORMAT.md section 1);
+//! * a file named by an image row's `uri` (relative to the root);
+//! * a file whose name must-ds writers do not produce
+//!   ([`layout::is_writer_name`]: `images/part-<uuid>.parquet`,
+//!   `labels/<task>/part-<uuid>.parquet` and a local store's staging files
+//!   of those): such files are listed as `foreign` and kept;
+//! * on a local folder, anything reached through a symbolic link: links
+//!   are neither followed nor deleted.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use arrow_array::cast::AsArray;
+use arrow_array::Array;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::Action;
 use crate::store::{layout, log, Dataset};
 
@@ -23,6 +35,10 @@ pub struct VacuumReport {
     pub bytes: u64,
     /// Orphaned files kept because they are younger than the grace period.
     pub too_young: Vec<String>,
+    /// Files under `images/` and `labels/` that must-ds did not write (by
+    /// their name), symbolic links, and files whose name is not UTF-8:
+    /// kept, whatever their age.
+    pub foreign: Vec<String>,
     /// Data files referenced by the log (kept).
     pub referenced: usize,
     /// Whether nothing was deleted.
@@ -45,120 +61,265 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "w" => 7.0 * 86400.0,
         _ => return None,
     };
-    (n >= 0.0).then(|| Duration::from_secs_f64(n * secs))
+    let s = n * secs;
+    (s.is_finite() && (0.0..=1e15).contains(&s)).then(|| Duration::from_secs_f64(s))
+}
+
+/// A file found under `images/` or `labels/`.
+struct Found {
+    rel: String,
+    bytes: u64,
+    age: Duration,
+}
+
+/// `rel` with empty and `.` segments dropped; `None` when it climbs with
+/// `..` or is absolute: such a reference cannot be compared safely.
+fn normalize(rel: &str) -> Option<String> {
+    if rel.starts_with('/') || rel.contains('\\') {
+        return None;
+    }
+    let mut parts = vec![];
+    for p in rel.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
 }
 
 impl Dataset {
-    /// On a local folder, a writer killed inside an upload leaves the
-    /// store's staging file (`part-….parquet#N`), which listings do not
-    /// show: find those on disk.
-    fn vacuum_local_staging(
-        &self,
-        older_than: Duration,
-        dry_run: bool,
-        report: &mut VacuumReport,
-    ) -> Result<()> {
-        let root = std::path::Path::new(&self.url);
-        if !root.is_absolute() || !root.join("_must").is_dir() {
-            return Ok(());
-        }
+    /// Walks `images/` and `labels/` of a local dataset without following
+    /// symbolic links.
+    fn local_files(root: &std::path::Path, foreign: &mut Vec<String>) -> Result<Vec<Found>> {
+        let mut out = vec![];
         for dir in ["images", "labels"] {
-            for entry in walkdir::WalkDir::new(root.join(dir))
-                .into_iter()
-                .filter_map(|e| e.ok())
-            {
-                let name = entry.file_name().to_string_lossy();
-                if !entry.file_type().is_file() || !name.contains('#') {
+            let top = root.join(dir);
+            if std::fs::symlink_metadata(&top).is_ok_and(|m| m.file_type().is_symlink()) {
+                foreign.push(dir.to_owned());
+                continue;
+            }
+            if !top.is_dir() {
+                continue;
+            }
+            for entry in walkdir::WalkDir::new(&top).follow_links(false) {
+                let entry = entry.map_err(|e| {
+                    let path = e
+                        .path()
+                        .map_or_else(|| top.display().to_string(), |p| p.display().to_string());
+                    Error::io(path, e.into())
+                })?;
+                let ft = entry.file_type();
+                if ft.is_dir() {
+                    continue;
+                }
+                let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+                let Some(rel) = rel.to_str().map(|r| r.replace(std::path::MAIN_SEPARATOR, "/"))
+                else {
+                    foreign.push(rel.to_string_lossy().into_owned());
+                    continue;
+                };
+                if !ft.is_file() {
+                    // Symbolic links (never followed) and special files.
+                    foreign.push(rel);
                     continue;
                 }
                 let meta = entry
                     .metadata()
-                    .map_err(|e| crate::Error::io(entry.path().display().to_string(), e.into()))?;
+                    .map_err(|e| Error::io(entry.path().display().to_string(), e.into()))?;
                 let age = meta
                     .modified()
                     .ok()
                     .and_then(|m| m.elapsed().ok())
                     .unwrap_or_default();
-                let rel = entry
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap_or(entry.path())
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                if age < older_than {
-                    report.too_young.push(rel);
-                    continue;
+                out.push(Found {
+                    rel,
+                    bytes: meta.len(),
+                    age,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Files under `images/` and `labels/` of an object store.
+    async fn listed_files(&self) -> Result<Vec<Found>> {
+        let root = self.root.as_ref().to_owned();
+        let now = chrono::Utc::now();
+        let mut out = vec![];
+        for dir in ["images", "labels"] {
+            let prefix = layout::join(&self.root, dir);
+            let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+            for meta in metas {
+                let full = meta.location.as_ref();
+                let rel = if root.is_empty() {
+                    full
+                } else {
+                    full.strip_prefix(&root)
+                        .unwrap_or(full)
+                        .trim_start_matches('/')
+                };
+                out.push(Found {
+                    rel: rel.to_owned(),
+                    bytes: meta.size,
+                    age: (now - meta.last_modified).to_std().unwrap_or_default(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Paths named by the `uri` column of the live image shards, relative
+    /// to the root and normalized (other URLs point outside the dataset).
+    async fn uri_references(&self, out: &mut HashSet<String>) -> Result<()> {
+        let shards: Vec<_> = self.snapshot.images.values().cloned().collect();
+        let mut reads = futures::stream::iter(shards)
+            .map(|a| async move {
+                let batches = self
+                    .read_batches(&a.path, Some(a.bytes), None, Some(&["uri"]))
+                    .await?;
+                let mut uris = vec![];
+                for b in batches {
+                    let Some(col) = b.column_by_name("uri") else {
+                        continue;
+                    };
+                    let col = arrow_cast::cast(col, &arrow_schema::DataType::Utf8)
+                        .map_err(|e| Error::arrow(&a.path, e))?;
+                    let col = col.as_string::<i32>();
+                    for i in 0..col.len() {
+                        if col.is_valid(i) {
+                            uris.push(col.value(i).to_owned());
+                        }
+                    }
                 }
-                if !dry_run {
-                    std::fs::remove_file(entry.path())
-                        .map_err(|e| crate::Error::io(entry.path().display().to_string(), e))?;
+                Ok::<_, Error>(uris)
+            })
+            .buffer_unordered(16);
+        while let Some(uris) = reads.next().await {
+            for u in uris? {
+                let rel = match u.strip_prefix("file://") {
+                    Some(abs) => match abs.strip_prefix(self.url.as_str()) {
+                        Some(r) if r.starts_with('/') => r.trim_start_matches('/').to_owned(),
+                        _ => continue,
+                    },
+                    None if u.contains("://") => continue,
+                    None => u,
+                };
+                if let Some(n) = normalize(&rel) {
+                    out.insert(n);
                 }
-                report.bytes += meta.len();
-                report.deleted.push(rel);
             }
         }
         Ok(())
     }
 
     /// Deletes data files under `images/` and `labels/` that no commit
-    /// references and that are older than `older_than`.
+    /// references, whose names must-ds writers produce, and that are older
+    /// than `older_than` (see the module docs for what is never deleted).
     pub async fn vacuum(&mut self, older_than: Duration, dry_run: bool) -> Result<VacuumReport> {
+        let mut report = VacuumReport {
+            dry_run,
+            ..Default::default()
+        };
         // List the data first, then read the log: a file committed in
         // between is in the log, a file written after is not listed.
-        let mut files = vec![];
-        for dir in ["images", "labels"] {
-            let prefix = layout::join(&self.root, dir);
-            let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
-            files.extend(metas);
-        }
+        let local = {
+            let p = std::path::Path::new(&self.url);
+            (!self.url.contains("://") && p.is_absolute() && p.join("_must").is_dir())
+                .then(|| p.to_path_buf())
+        };
+        let files = match &local {
+            Some(root) => Self::local_files(root, &mut report.foreign)?,
+            None => self.listed_files().await?,
+        };
         self.refresh().await?;
         let versions: Vec<u64> = (0..=self.snapshot.version).collect();
         let mut referenced = HashSet::new();
         for c in log::read_commits(&self.store, &self.root, &versions).await? {
             for a in c.actions {
-                match a {
-                    Action::AddImages(x) => referenced.insert(x.path),
-                    Action::AddLabels(x) => referenced.insert(x.path),
-                    _ => false,
+                let path = match a {
+                    Action::AddImages(x) => x.path,
+                    Action::AddLabels(x) => x.path,
+                    _ => continue,
                 };
+                let Some(n) = normalize(&path) else {
+                    return Err(Error::CorruptLog {
+                        file: layout::log_file(c.version),
+                        reason: format!(
+                            "data path {path:?} is not relative to the root; vacuum deletes nothing"
+                        ),
+                    });
+                };
+                referenced.insert(n);
             }
         }
-        let root = self.root.as_ref().to_owned();
-        let now = chrono::Utc::now();
-        let grace = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
-        let mut report = VacuumReport {
-            referenced: referenced.len(),
-            dry_run,
-            ..Default::default()
-        };
-        for meta in files {
-            let full = meta.location.as_ref();
-            let rel = if root.is_empty() {
-                full
-            } else {
-                full.strip_prefix(&root)
-                    .unwrap_or(full)
-                    .trim_start_matches('/')
-            };
-            if referenced.contains(rel) {
+        report.referenced = referenced.len();
+        self.uri_references(&mut referenced).await?;
+        let mut doomed = vec![];
+        for f in files {
+            // A staging file (`#N`) is never referenced, even when the
+            // file it became is.
+            if normalize(&f.rel).is_some_and(|n| referenced.contains(&n)) {
                 continue;
             }
-            if now - meta.last_modified < grace {
-                report.too_young.push(rel.to_owned());
+            if !layout::is_writer_name(&f.rel) {
+                report.foreign.push(f.rel);
                 continue;
             }
+            if f.age < older_than {
+                report.too_young.push(f.rel);
+                continue;
+            }
+            doomed.push(f);
+        }
+        for f in doomed {
             if !dry_run {
-                match self.store.delete(&meta.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
+                match &local {
+                    Some(root) => {
+                        let path = root.join(&f.rel);
+                        // Checked again right before: never a link.
+                        let meta = std::fs::symlink_metadata(&path);
+                        if !meta.as_ref().is_ok_and(|m| m.file_type().is_file()) {
+                            report.foreign.push(f.rel);
+                            continue;
+                        }
+                        match std::fs::remove_file(&path) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(Error::io(path.display().to_string(), e)),
+                        }
+                    }
+                    None => match self.store.delete(&self.object_path(&f.rel)).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    },
                 }
             }
-            report.bytes += meta.size;
-            report.deleted.push(rel.to_owned());
+            report.bytes += f.bytes;
+            report.deleted.push(f.rel);
         }
-        self.vacuum_local_staging(older_than, dry_run, &mut report)?;
         report.deleted.sort();
         report.too_young.sort();
+        report.foreign.sort();
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_compare_in_canonical_form() {
+        assert_eq!(
+            normalize("images//./part-1.parquet").as_deref(),
+            Some("images/part-1.parquet")
+        );
+        assert_eq!(normalize("images/../x.parquet"), None);
+        assert_eq!(normalize("/images/x.parquet"), None);
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("1e400"), None);
+        assert_eq!(parse_duration("-1s"), None);
     }
 }

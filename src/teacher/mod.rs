@@ -31,7 +31,8 @@
 
 use crate::codec::{ClassLabel, DepthMap, Detections, Label, SegMap};
 use crate::format::{ClassEncoding, MaskDtype, TaskDef, TaskKind, Teacher};
-use crate::loader::augment::{self, Geometry, Resizer, Rgb};
+use crate::codec::{decode_rgb, max_image_pixels, Rgb};
+use crate::loader::augment::{Geometry, Resizer};
 
 #[cfg(feature = "tch")]
 mod run;
@@ -211,7 +212,7 @@ pub fn preprocess(
     s: &mut Scratch,
     out: &mut [f32],
 ) -> Result<(u32, u32), String> {
-    augment::decode(bytes, &mut s.rgb)?;
+    decode_rgb(bytes, &mut s.rgb, max_image_pixels())?;
     let (w, h) = (s.rgb.width, s.rgb.height);
     let g = p.geometry(w, h);
     s.resizer.render(&s.rgb, &g, p.size.0, p.size.1)?;

@@ -101,10 +101,14 @@ impl ImageShardWriter {
     /// Adds an encoded image; width and height come from its header.
     /// Returns them. `image_id` must be new to this shard.
     pub fn add_image(&mut self, image_id: &str, source: &str, bytes: &[u8]) -> Result<(u32, u32)> {
-        let (_, w, h) = sniff_image(bytes).map_err(|reason| Error::NotAnImage {
-            file: image_id.to_owned(),
-            reason,
-        })?;
+        let (_, w, h) = sniff_image(bytes)
+            .and_then(|(k, w, h)| {
+                crate::codec::check_pixels(w, h, crate::codec::max_image_pixels()).map(|_| (k, w, h))
+            })
+            .map_err(|reason| Error::NotAnImage {
+                file: image_id.to_owned(),
+                reason,
+            })?;
         self.check_id(image_id)?;
         let g = &mut self.group;
         g.id.append_value(image_id);

@@ -134,9 +134,13 @@ pub fn suite(url: &str) {
     // Vacuum: orphans go once old enough: the file of the writer that lost
     // the conflict above, and one planted here. Referenced files never go,
     // not even the labels the replace removed (older versions need them).
+    // A file must-ds never names (a user's) stays whatever its age.
+    let orphan = "labels/cls/part-0b9e6f4e-2f4c-4a43-9a55-3c1a3a1f0d27.parquet";
+    rt.block_on(ds.put_data_file(orphan, bytes::Bytes::from_static(b"orphan")))
+        .unwrap();
     rt.block_on(ds.put_data_file(
-        "labels/cls/part-orphan.parquet",
-        bytes::Bytes::from_static(b"orphan"),
+        "labels/cls/notes.parquet",
+        bytes::Bytes::from_static(b"mine"),
     ))
     .unwrap();
     let r = rt
@@ -146,17 +150,19 @@ pub fn suite(url: &str) {
     assert_eq!(r.too_young.len(), 2, "{r:?}");
     assert!(r
         .too_young
-        .contains(&"labels/cls/part-orphan.parquet".to_string()));
+        .contains(&orphan.to_string()));
     let r = rt.block_on(ds.vacuum(Duration::ZERO, true)).unwrap();
     let orphans = r.deleted.clone();
     assert_eq!(orphans.len(), 2);
     assert!(
-        rt.block_on(ds.get_file("labels/cls/part-orphan.parquet"))
+        rt.block_on(ds.get_file(orphan))
             .is_ok(),
         "a dry run deletes nothing"
     );
     let r = rt.block_on(ds.vacuum(Duration::ZERO, false)).unwrap();
     assert_eq!(r.deleted, orphans);
+    assert_eq!(r.foreign, vec!["labels/cls/notes.parquet".to_string()]);
+    assert!(rt.block_on(ds.get_file("labels/cls/notes.parquet")).is_ok());
     assert_eq!(r.referenced, 5);
     for snap in &history {
         for path in snap
@@ -172,7 +178,7 @@ pub fn suite(url: &str) {
         }
     }
     assert!(rt
-        .block_on(ds.get_file("labels/cls/part-orphan.parquet"))
+        .block_on(ds.get_file(orphan))
         .is_err());
 }
 

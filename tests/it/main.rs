@@ -9,6 +9,7 @@ mod concurrency;
 mod conformance;
 mod crashes;
 mod faults;
+mod hostile;
 mod loader;
 mod loader_corrupt;
 mod loader_options;

@@ -60,6 +60,7 @@ fn synthetic_log(dir: &std::path::Path) {
             operation: "synthetic".into(),
             writer: "test".into(),
             actions,
+            transaction: None,
         };
         std::fs::write(dir.join(layout::log_file(v as u64)), c.to_bytes()).unwrap();
     }
