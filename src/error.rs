@@ -639,8 +639,8 @@ mod tests {
             "f",
             std::io::Error::other(SECRET_URL.to_string()),
         ));
-        let json = serde_json::from_str::<u32>("\"https://user:topsecret@host/x?sig=abc\"")
-            .unwrap_err();
+        let json =
+            serde_json::from_str::<u32>("\"https://user:topsecret@host/x?sig=abc\"").unwrap_err();
         assert_clean(&Error::json("task.json", json));
         assert_clean(&Error::InvalidUrl {
             url: "https://user:topsecret@host/x?sig=abc".into(),

@@ -84,7 +84,9 @@ pub fn collect_inputs(from: &Path, source: &str) -> Result<Inputs> {
             .sort_by_file_name()
             .into_iter()
             // Hidden files and folders (not descended into).
-            .filter_entry(|e| e.depth() == 0 || !e.file_name().as_encoded_bytes().starts_with(b"."));
+            .filter_entry(|e| {
+                e.depth() == 0 || !e.file_name().as_encoded_bytes().starts_with(b".")
+            });
         for entry in walk {
             let entry = match entry {
                 Ok(e) => e,
@@ -94,8 +96,7 @@ pub fn collect_inputs(from: &Path, source: &str) -> Result<Inputs> {
                         .map_or_else(|| from.display().to_string(), |p| p.display().to_string());
                     let reason = if e.loop_ancestor().is_some() {
                         "a symbolic link loop: not followed".to_owned()
-                    } else if e.io_error().map(|i| i.kind()) == Some(std::io::ErrorKind::NotFound)
-                    {
+                    } else if e.io_error().map(|i| i.kind()) == Some(std::io::ErrorKind::NotFound) {
                         "a broken symbolic link".to_owned()
                     } else {
                         format!("cannot be read: {e}")
@@ -492,7 +493,9 @@ impl Shard<'_> {
                     {
                         let mut shared = existing.lock().unwrap_or_else(|e| e.into_inner());
                         shared.read.insert(added.shard);
-                        shared.have.extend(inputs.iter().map(|i| i.image_id.clone()));
+                        shared
+                            .have
+                            .extend(inputs.iter().map(|i| i.image_id.clone()));
                     }
                     *ds = once;
                     ds.options.max_commit_attempts = DatasetOptions::default().max_commit_attempts;

@@ -21,7 +21,10 @@ fn scheme_char(c: u8) -> bool {
 fn url_end(c: char) -> bool {
     c.is_whitespace()
         || c.is_control()
-        || matches!(c, '"' | '\'' | '`' | '<' | '>' | '(' | ')' | '[' | ']' | '{' | '}' | '\\')
+        || matches!(
+            c,
+            '"' | '\'' | '`' | '<' | '>' | '(' | ')' | '[' | ']' | '{' | '}' | '\\'
+        )
 }
 
 /// `text` with the secrets of every URL in it hidden: `scheme://user:pass@host`
@@ -114,7 +117,10 @@ pub fn printable(text: &str) -> String {
 /// [`printable`] that keeps line breaks and tabs: for multi-line messages
 /// (errors quoting a teacher's output).
 pub fn printable_lines(text: &str) -> String {
-    if !text.chars().any(|c| unsafe_char(c) && c != '\n' && c != '\t') {
+    if !text
+        .chars()
+        .any(|c| unsafe_char(c) && c != '\n' && c != '\t')
+    {
         return text.to_owned();
     }
     let mut out = String::with_capacity(text.len() + 8);
@@ -173,7 +179,10 @@ mod tests {
     #[test]
     fn control_characters_are_escaped() {
         assert_eq!(printable("a\u{1b}[2Jb\rc\nd"), "a\\u{1b}[2Jb\\rc\\nd");
-        assert_eq!(printable("\u{9b}x\u{7f}\u{202e}"), "\\u{9b}x\\u{7f}\\u{202e}");
+        assert_eq!(
+            printable("\u{9b}x\u{7f}\u{202e}"),
+            "\\u{9b}x\\u{7f}\\u{202e}"
+        );
         assert_eq!(printable("plain ünïcode 猫"), "plain ünïcode 猫");
         assert_eq!(printable_lines("a\n\tb\u{1b}"), "a\n\tb\\u{1b}");
         assert_eq!(

@@ -481,9 +481,10 @@ async fn load(
     let locations = tasks
         .iter()
         .map(|t| {
-            snap.labels
-                .get(&(t.name.clone(), shard))
-                .map_or_else(|| loc.clone(), |l| Location::file(&l.path).at(at, Some(&rec.image_id)))
+            snap.labels.get(&(t.name.clone(), shard)).map_or_else(
+                || loc.clone(),
+                |l| Location::file(&l.path).at(at, Some(&rec.image_id)),
+            )
         })
         .collect();
     Ok(Sample {
@@ -506,7 +507,9 @@ fn locate(ds: &Dataset, index: u64) -> Result<(u64, usize, usize)> {
                 let row = usize::try_from(index - first).map_err(|_| {
                     Error::value(
                         Location::file(&a.path),
-                        format!("row group {g} claims {n} rows, more than this machine can address"),
+                        format!(
+                            "row group {g} claims {n} rows, more than this machine can address"
+                        ),
                     )
                 })?;
                 return Ok((*shard, g, row));

@@ -624,10 +624,10 @@ pub async fn dataset_stats(
             let labels = match rg.labels.get(&t.name) {
                 Some(l) if l.len() == rg.images.len() => l,
                 other => {
-                    let file = snap
-                        .labels
-                        .get(&(t.name.clone(), s))
-                        .map_or_else(|| format!("labels of task {:?}", t.name), |l| l.path.clone());
+                    let file = snap.labels.get(&(t.name.clone(), s)).map_or_else(
+                        || format!("labels of task {:?}", t.name),
+                        |l| l.path.clone(),
+                    );
                     return Err(corrupt(
                         &file,
                         format!(

@@ -441,7 +441,10 @@ async fn check_shard(
     let footers = crate::read::FooterCache::new(1 + labels.len());
     let mut groups = a.row_groups.len();
     if let Some(size) = image_size {
-        match ds.file_row_groups(&a.path, Some(size), Some(&footers)).await {
+        match ds
+            .file_row_groups(&a.path, Some(size), Some(&footers))
+            .await
+        {
             Ok(rg) => {
                 if let Some(p) = row_count_problem(&a.path, &rg, &a.row_groups, "the log says") {
                     img.push(p);
@@ -566,7 +569,9 @@ pub async fn validate(
             let ids = ds.read_image_ids(sb).await.unwrap_or_default();
             ids_of.insert(sb, ids);
         }
-        let image_id = ids_of.get(&sb).and_then(|ids| ids.get(rb as usize).cloned());
+        let image_id = ids_of
+            .get(&sb)
+            .and_then(|ids| ids.get(rb as usize).cloned());
         report.problems.push(Problem {
             file: snap.images[&sb].path.clone(),
             row: Some(rb as usize),

@@ -220,8 +220,8 @@ pub(crate) fn validate(
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
     let (url, report) = if root.ends_with(".parquet") && std::path::Path::new(root).is_file() {
-        let bytes = std::fs::read(root)
-            .with_context(|| format!("reading {}", printable(&redact(root))))?;
+        let bytes =
+            std::fs::read(root).with_context(|| format!("reading {}", printable(&redact(root))))?;
         (
             root.to_owned(),
             audit::validate_label_file(bytes.into(), root),

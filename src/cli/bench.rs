@@ -7,9 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::loader::{
-    ImageOutput, LabelOptions, LoaderBuilder, MetricsSnapshot, MissingMass,
-};
+use crate::loader::{ImageOutput, LabelOptions, LoaderBuilder, MetricsSnapshot, MissingMass};
 use crate::Dataset;
 
 /// What to measure.

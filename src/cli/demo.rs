@@ -455,7 +455,9 @@ fn demo_files(dir: &Path, rt: &tokio::runtime::Runtime) -> Result<Vec<PathBuf>, 
     if snap.info != demo_info() || snap.tasks != tasks {
         return Err(format!("{what}, which the demo did not make"));
     }
-    let history = rt.block_on(ds.history()).map_err(|e| format!("{what}: {e}"))?;
+    let history = rt
+        .block_on(ds.history())
+        .map_err(|e| format!("{what}: {e}"))?;
     let mut data = std::collections::HashSet::new();
     for c in &history {
         let ours = matches!(
@@ -463,7 +465,10 @@ fn demo_files(dir: &Path, rt: &tokio::runtime::Runtime) -> Result<Vec<PathBuf>, 
             "init" | "define-task" | "ingest" | "add-labels"
         );
         if !ours {
-            return Err(format!("{what}, changed by {:?} (version {})", c.operation, c.version));
+            return Err(format!(
+                "{what}, changed by {:?} (version {})",
+                c.operation, c.version
+            ));
         }
         for a in &c.actions {
             match a {

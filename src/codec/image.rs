@@ -176,7 +176,10 @@ mod tests {
         let (_, w, h) = sniff_image(jpeg).unwrap();
         let mut rgb = Rgb::default();
         decode_rgb(jpeg, &mut rgb, DEFAULT_MAX_PIXELS).unwrap();
-        assert_eq!((rgb.width, rgb.height, rgb.data.len()), (w, h, (w * h * 3) as usize));
+        assert_eq!(
+            (rgb.width, rgb.height, rgb.data.len()),
+            (w, h, (w * h * 3) as usize)
+        );
         let err = decode_rgb(jpeg, &mut Rgb::default(), (w * h - 1) as u64).unwrap_err();
         assert!(err.contains("over the limit"), "{err}");
         let cut = &jpeg[..jpeg.len() * 2 / 5];

@@ -288,8 +288,8 @@ pub fn validate_task_name(name: &str) -> Result<()> {
 impl TaskDef {
     /// Parses and validates a task definition from JSON.
     pub fn from_json(text: &str) -> Result<Self> {
-        let task: TaskDef = serde_json::from_str(text)
-            .map_err(|source| Error::json("task definition", source))?;
+        let task: TaskDef =
+            serde_json::from_str(text).map_err(|source| Error::json("task definition", source))?;
         task.validate()?;
         Ok(task)
     }
@@ -419,7 +419,10 @@ mod tests {
             assert!(def(kind, MAX_CLASSES as u64, "").is_ok(), "{kind}");
             for n in [MAX_CLASSES as u64 + 1, u32::MAX as u64] {
                 let e = def(kind, n, "").unwrap_err().to_string();
-                assert!(e.contains("num_classes") && e.contains(&n.to_string()), "{e}");
+                assert!(
+                    e.contains("num_classes") && e.contains(&n.to_string()),
+                    "{e}"
+                );
             }
         }
         let dense = def("classification", u32::MAX as u64, r#","encoding":"dense""#);

@@ -375,7 +375,7 @@ impl LoaderBuilder {
     /// The largest image, in pixels, that the loader decodes (default
     /// [`codec::max_image_pixels`](crate::codec::max_image_pixels), about
     /// 89 million). The size is read from the header before any allocation;
-    /// a larger image is corrupt data under [`corrupt_data`](Self::corrupt_data).
+    /// a larger image is corrupt data under [`on_corrupt`](Self::on_corrupt).
     pub fn max_image_pixels(mut self, n: u64) -> Self {
         self.max_image_pixels = n.max(1);
         self

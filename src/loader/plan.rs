@@ -38,6 +38,12 @@ pub const MAX_WORLD_SIZE: usize = 1 << 20;
 /// may list: resuming replays each of them.
 pub const MAX_SEGMENTS: usize = 4096;
 
+/// The most rows of one row group the loader plans (2^20, 256 times the
+/// default row group): the shuffle buffer holds an index per row of every
+/// open row group, and the counts come from the log, so a row group
+/// claiming billions of rows is refused rather than allocated for.
+pub const MAX_UNIT_ROWS: u32 = 1 << 20;
+
 /// A small, version-stable generator (SplitMix64): plans must not change when
 /// a dependency's generator does.
 #[derive(Debug, Clone)]
@@ -497,6 +503,12 @@ pub fn rank_plan(
         ));
     }
     check_segments(past)?;
+    if let Some(u) = units.iter().find(|u| u.rows > MAX_UNIT_ROWS) {
+        return Err(format!(
+            "image shard {} row group {}: the log says {} rows, more than the {MAX_UNIT_ROWS} rows of a row group the loader plans (run `must-ds validate`)",
+            u.shard, u.row_group, u.rows
+        ));
+    }
     let mut order = global_order(units, &o.mixing, o.seed, o.epoch)?;
     let (closed, current) = match past.last() {
         Some(l) if l.world_size == world => (&past[..past.len() - 1], l.batches),
@@ -729,13 +741,42 @@ mod split_tests {
         assert!(check_segments(&[seg(1, 5), seg(MAX_WORLD_SIZE, 0)]).is_ok());
         for (past, field) in [
             (vec![seg(0, 0)], "segments[0].world_size is 0"),
-            (vec![seg(2, 1), seg(usize::MAX, 0)], "segments[1].world_size"),
+            (
+                vec![seg(2, 1), seg(usize::MAX, 0)],
+                "segments[1].world_size",
+            ),
             (vec![seg(MAX_WORLD_SIZE + 1, 0)], "segments[0].world_size"),
             (vec![seg(1, 0); MAX_SEGMENTS + 1], "segments"),
         ] {
             let e = check_segments(&past).unwrap_err();
             assert!(e.contains(field), "{e}");
         }
+    }
+
+    #[test]
+    fn row_groups_claiming_billions_of_rows_are_refused() {
+        let o = PlanOptions {
+            batch_size: 4,
+            shuffle_row_groups: 2,
+            pad: true,
+            mixing: Mixing {
+                weights: None,
+                epoch_size: None,
+            },
+            seed: 1,
+            epoch: 0,
+        };
+        let unit = |shard, rows| Unit {
+            shard,
+            row_group: 0,
+            rows,
+            source: "a".into(),
+            est_bytes: 0,
+        };
+        let units = [unit(0, 10), unit(7, u32::MAX)];
+        let e = rank_plan(&units, &o, &[], 0, 1).unwrap_err();
+        assert!(e.contains("image shard 7 row group 0"), "{e}");
+        assert!(rank_plan(&units[..1], &o, &[], 0, 1).is_ok());
     }
 }
 

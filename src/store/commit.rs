@@ -47,13 +47,14 @@ impl Transaction {
         let out = self.resolve_actions(snap)?;
         let mut next = snap.clone();
         for a in &out {
-            next.apply_action(a, "the new commit").map_err(|e| match e {
-                Error::CorruptLog { reason, .. } => Error::InvalidCommit {
-                    version: snap.version,
-                    reason,
-                },
-                other => other,
-            })?;
+            next.apply_action(a, "the new commit")
+                .map_err(|e| match e {
+                    Error::CorruptLog { reason, .. } => Error::InvalidCommit {
+                        version: snap.version,
+                        reason,
+                    },
+                    other => other,
+                })?;
         }
         Ok((out, next))
     }

@@ -63,7 +63,10 @@ pub async fn read_commit(
         Err(e) => return Err(e.into()),
     };
     if r.meta.size > MAX_COMMIT_BYTES {
-        return Err(too_large(&rel, format!("the file has {} bytes", r.meta.size)));
+        return Err(too_large(
+            &rel,
+            format!("the file has {} bytes", r.meta.size),
+        ));
     }
     let bytes = if matches!(r.payload, GetResultPayload::Stream(_)) {
         // A remote body may be longer than its reported size: stop at the bound.
@@ -72,7 +75,10 @@ pub async fn read_commit(
         while let Some(chunk) = body.try_next().await? {
             let size = (bytes.len() + chunk.len()) as u64;
             if size > MAX_COMMIT_BYTES {
-                return Err(too_large(&rel, format!("the file has at least {size} bytes")));
+                return Err(too_large(
+                    &rel,
+                    format!("the file has at least {size} bytes"),
+                ));
             }
             bytes.extend_from_slice(&chunk);
         }

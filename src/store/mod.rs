@@ -226,9 +226,21 @@ impl Dataset {
             mode: PutMode::Create,
             ..Default::default()
         };
-        self.store
-            .put_opts(&self.object_path(rel), PutPayload::from(bytes), opts)
-            .await?;
+        let path = self.object_path(rel);
+        let len = bytes.len() as u64;
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => {}
+            // Names are fresh UUIDs: an object already there is this very
+            // upload, retried below after its answer was lost. Its size
+            // must agree (a commit also records the checksum).
+            Err(object_store::Error::AlreadyExists { .. })
+                if self.store.head(&path).await.is_ok_and(|m| m.size == len) => {}
+            Err(e) => return Err(e.into()),
+        }
         self.sync_local(rel).await
     }
 
@@ -305,11 +317,21 @@ fn local_dir(url: &str) -> Option<std::path::PathBuf> {
     (!url.contains("://") && p.is_absolute() && p.is_dir()).then(|| p.to_path_buf())
 }
 
+static LOCAL_SYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many `fsync`s of local files and folders this process has done
+/// (commits and data files; for tests of durability).
+#[doc(hidden)]
+pub fn local_syncs() -> u64 {
+    LOCAL_SYNCS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// `fsync`s `root/rel`, then every folder above it up to `root` (a folder
 /// made for it is durable only once its parent is flushed).
 fn sync_path(root: &std::path::Path, rel: &str) -> Result<()> {
     let file = root.join(rel);
     let sync = |p: &std::path::Path| {
+        LOCAL_SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         std::fs::File::open(p)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io(p.display().to_string(), e))

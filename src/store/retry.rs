@@ -252,6 +252,7 @@ pub struct FaultyStore {
     counter: AtomicU64,
     seed: u64,
     latency: Duration,
+    lost_create_answers: bool,
     /// Injected failures so far.
     pub injected: AtomicU64,
 }
@@ -266,8 +267,16 @@ impl FaultyStore {
             counter: AtomicU64::new(0),
             seed,
             latency: Duration::ZERO,
+            lost_create_answers: false,
             injected: AtomicU64::new(0),
         }
+    }
+
+    /// Every create-if-absent that lands answers "already exists", as when
+    /// an HTTP layer retried it by itself after losing the first answer.
+    pub fn with_lost_create_answers(mut self) -> Self {
+        self.lost_create_answers = true;
+        self
     }
 
     /// Adds `latency` to every request, as a distant store would.
@@ -343,7 +352,15 @@ impl ObjectStore for FaultyStore {
     ) -> Result<PutResult> {
         self.delay().await;
         self.fault(location)?;
+        let create = matches!(opts.mode, PutMode::Create);
         let r = self.inner.put_opts(location, payload, opts).await?;
+        if create && self.lost_create_answers {
+            self.injected.fetch_add(1, Ordering::Relaxed);
+            return Err(object_store::Error::AlreadyExists {
+                path: location.to_string(),
+                source: "the retried request found the first one's object".into(),
+            });
+        }
         // Half the put faults happen after the write: the answer is lost.
         self.fault(location).map(|_| r)
     }

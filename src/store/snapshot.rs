@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::store::layout::{check_data_path, DataKind};
 use crate::format::{
     Action, AddImages, AddLabels, Commit, DatasetInfo, Protocol, TaskDef, FEATURES, READER_VERSION,
 };
+use crate::store::layout::{check_data_path, DataKind};
 
 /// The live state of a dataset as of `version`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -126,7 +126,10 @@ impl Snapshot {
                     )));
                 }
                 if a.row_groups.contains(&0) {
-                    return Err(corrupt(format!("image shard {}: an empty row group", a.shard)));
+                    return Err(corrupt(format!(
+                        "image shard {}: an empty row group",
+                        a.shard
+                    )));
                 }
                 let sources = a
                     .sources

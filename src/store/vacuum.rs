@@ -115,7 +115,9 @@ impl Dataset {
                     continue;
                 }
                 let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-                let Some(rel) = rel.to_str().map(|r| r.replace(std::path::MAIN_SEPARATOR, "/"))
+                let Some(rel) = rel
+                    .to_str()
+                    .map(|r| r.replace(std::path::MAIN_SEPARATOR, "/"))
                 else {
                     foreign.push(rel.to_string_lossy().into_owned());
                     continue;

@@ -29,9 +29,9 @@
 //! A value that is not finite (NaN, ±inf) in any output is an error: a
 //! teacher that marks invalid depth should write its file itself.
 
+use crate::codec::{decode_rgb, max_image_pixels, Rgb};
 use crate::codec::{ClassLabel, DepthMap, Detections, Label, SegMap};
 use crate::format::{ClassEncoding, MaskDtype, TaskDef, TaskKind, Teacher};
-use crate::codec::{decode_rgb, max_image_pixels, Rgb};
 use crate::loader::augment::{Geometry, Resizer};
 
 #[cfg(feature = "tch")]

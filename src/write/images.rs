@@ -25,6 +25,10 @@ pub struct ImageShardOptions {
     pub shard_bytes: usize,
     /// ... or this many rows (default 100,000).
     pub shard_rows: usize,
+    /// Images over this many pixels (from the header) are refused (default
+    /// [`max_image_pixels`](crate::codec::max_image_pixels)): the loader
+    /// would refuse them too.
+    pub max_pixels: u64,
 }
 
 impl Default for ImageShardOptions {
@@ -34,6 +38,7 @@ impl Default for ImageShardOptions {
             row_group_rows: 4096,
             shard_bytes: 512 << 20,
             shard_rows: 100_000,
+            max_pixels: crate::codec::max_image_pixels(),
         }
     }
 }
@@ -103,7 +108,7 @@ impl ImageShardWriter {
     pub fn add_image(&mut self, image_id: &str, source: &str, bytes: &[u8]) -> Result<(u32, u32)> {
         let (_, w, h) = sniff_image(bytes)
             .and_then(|(k, w, h)| {
-                crate::codec::check_pixels(w, h, crate::codec::max_image_pixels()).map(|_| (k, w, h))
+                crate::codec::check_pixels(w, h, self.options.max_pixels).map(|_| (k, w, h))
             })
             .map_err(|reason| Error::NotAnImage {
                 file: image_id.to_owned(),

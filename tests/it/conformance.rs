@@ -148,15 +148,12 @@ pub fn suite(url: &str) {
         .unwrap();
     assert!(r.deleted.is_empty(), "{r:?}");
     assert_eq!(r.too_young.len(), 2, "{r:?}");
-    assert!(r
-        .too_young
-        .contains(&orphan.to_string()));
+    assert!(r.too_young.contains(&orphan.to_string()));
     let r = rt.block_on(ds.vacuum(Duration::ZERO, true)).unwrap();
     let orphans = r.deleted.clone();
     assert_eq!(orphans.len(), 2);
     assert!(
-        rt.block_on(ds.get_file(orphan))
-            .is_ok(),
+        rt.block_on(ds.get_file(orphan)).is_ok(),
         "a dry run deletes nothing"
     );
     let r = rt.block_on(ds.vacuum(Duration::ZERO, false)).unwrap();
@@ -177,9 +174,7 @@ pub fn suite(url: &str) {
             );
         }
     }
-    assert!(rt
-        .block_on(ds.get_file(orphan))
-        .is_err());
+    assert!(rt.block_on(ds.get_file(orphan)).is_err());
 }
 
 #[test]

@@ -51,11 +51,7 @@ fn fails(args: &[&str]) -> String {
 fn succeeds(args: &[&str]) -> String {
     let o = util::must(args);
     clean(&o, &format!("{args:?}"));
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        util::stderr(&o)
-    );
+    assert!(o.status.success(), "{args:?} failed: {}", util::stderr(&o));
     util::stdout(&o)
 }
 
@@ -110,10 +106,7 @@ fn secrets_in_dataset_urls_are_never_printed() {
     for url in &urls[..4] {
         let e = rt.block_on(Dataset::open(url)).unwrap_err();
         let text = format!("{}\n{e:?}", chain_text(&e));
-        assert!(
-            SECRETS.iter().all(|s| !text.contains(s)),
-            "{url}: {text}"
-        );
+        assert!(SECRETS.iter().all(|s| !text.contains(s)), "{url}: {text}");
     }
     let ds = rt
         .block_on(Dataset::init(
@@ -235,7 +228,13 @@ fn render_reports_maps_whose_sizes_lie() {
     rt.block_on(ds.define_task(depth.clone())).unwrap();
     let ids = rt.block_on(ds.read_image_ids(0)).unwrap();
     let mut segs: Vec<Option<Label>> = (0..8)
-        .map(|_| Some(Label::Segmentation(SegMap::from_u8(2, 2, vec![0, 1, 2, 255]))))
+        .map(|_| {
+            Some(Label::Segmentation(SegMap::from_u8(
+                2,
+                2,
+                vec![0, 1, 2, 255],
+            )))
+        })
         .collect();
     segs[1] = Some(Label::Segmentation(SegMap::from_u8(4, 4, vec![1; 3]))); // short
     segs[4] = Some(Label::Segmentation(SegMap::from_u8(0, 5, vec![]))); // height 0
@@ -254,7 +253,14 @@ fn render_reports_maps_whose_sizes_lie() {
     let r = root.to_str().unwrap();
     for index in ["1", "2", "4", "5"] {
         let png = dir.path().join(format!("row-{index}.png"));
-        succeeds(&["render", r, "--index", index, "--out", png.to_str().unwrap()]);
+        succeeds(&[
+            "render",
+            r,
+            "--index",
+            index,
+            "--out",
+            png.to_str().unwrap(),
+        ]);
         image::open(&png).unwrap();
     }
     let sheet = dir.path().join("sheet.png");
@@ -278,7 +284,11 @@ fn render_reports_maps_whose_sizes_lie() {
         .unwrap();
     assert_eq!(four.problems.len(), 2, "{:?}", four.problems);
     assert!(four.problems.iter().any(|p| p.contains(&depth_file)));
-    assert!(four.problems.iter().any(|p| p.contains("0x5")), "{:?}", four.problems);
+    assert!(
+        four.problems.iter().any(|p| p.contains("0x5")),
+        "{:?}",
+        four.problems
+    );
 }
 
 /// A very wide image (a valid 20000 × 1 PNG is a few hundred bytes) is
@@ -302,7 +312,12 @@ fn render_bounds_the_picture_of_a_very_wide_image() {
     must_ds::ingest::ingest(rt.handle(), &ds, inputs, &opts, None).unwrap();
     let ds = rt.block_on(Dataset::open(url)).unwrap();
     let r = rt
-        .block_on(render_sample(&ds, Some("wide"), None, &RenderOptions::default()))
+        .block_on(render_sample(
+            &ds,
+            Some("wide"),
+            None,
+            &RenderOptions::default(),
+        ))
         .unwrap();
     assert!(
         r.image.width() <= 8192 && r.image.height() <= 1024,
@@ -425,7 +440,10 @@ fn loader_states_with_hostile_values_are_refused() {
         batches,
     };
     let cases: Vec<(LoaderState, &str)> = vec![
-        (with(vec![seg(0, 0), seg(1, 1)]), "segments[0].world_size is 0"),
+        (
+            with(vec![seg(0, 0), seg(1, 1)]),
+            "segments[0].world_size is 0",
+        ),
         (with(vec![seg(0, 0)]), "segments[0].world_size is 0"),
         (
             with(vec![seg(usize::MAX, 0)]),
@@ -435,8 +453,14 @@ fn loader_states_with_hostile_values_are_refused() {
             with(vec![seg(2, 0), seg(usize::MAX, 3), seg(1, 0)]),
             "segments[1].world_size",
         ),
-        (with(vec![seg(1, u64::MAX)]), "segments[0].batches is 18446744073709551615"),
-        (with(vec![seg(3, u64::MAX), seg(1, 0)]), "segments[0].batches"),
+        (
+            with(vec![seg(1, u64::MAX)]),
+            "segments[0].batches is 18446744073709551615",
+        ),
+        (
+            with(vec![seg(3, u64::MAX), seg(1, 0)]),
+            "segments[0].batches",
+        ),
         (with(vec![seg(2, 1); 5000]), "5000 segments"),
         (
             LoaderState {
@@ -569,7 +593,14 @@ fn row_counts_near_u64_max_saturate_or_fail_naming_the_file() {
     // Render picks rows by the log's counts, then finds the file shorter.
     let png = dir.path().join("x.png");
     let png = png.to_str().unwrap();
-    let err = fails(&["render", r, "--index", &(half + 3).to_string(), "--out", png]);
+    let err = fails(&[
+        "render",
+        r,
+        "--index",
+        &(half + 3).to_string(),
+        "--out",
+        png,
+    ]);
     assert!(err.contains(&a), "{err}");
     let o = util::must(&["render", r, "--grid", "3", "--out", png]);
     clean(&o, "render --grid");
@@ -633,9 +664,7 @@ fn hostile_names(dir: &Path) -> (tokio::runtime::Runtime, String, String) {
         ds.commit(Transaction::new("op\u{1b}[2J\rspoofed").with(Action::Task(task.clone()))),
     )
     .unwrap();
-    let mut w = rt
-        .block_on(LabelWriter::for_shard(&ds, "cls", 0))
-        .unwrap();
+    let mut w = rt.block_on(LabelWriter::for_shard(&ds, "cls", 0)).unwrap();
     for id in rt.block_on(ds.read_image_ids(0)).unwrap() {
         w.set(
             &id,
@@ -658,7 +687,10 @@ fn no_raw_controls(text: &str, what: &str) {
         .chars()
         .filter(|c| (c.is_control() && *c != '\n') || ('\u{202a}'..='\u{202e}').contains(c))
         .collect();
-    assert!(bad.is_empty(), "{what} printed raw controls {bad:?}:\n{text}");
+    assert!(
+        bad.is_empty(),
+        "{what} printed raw controls {bad:?}:\n{text}"
+    );
 }
 
 #[test]

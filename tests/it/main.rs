@@ -16,6 +16,7 @@ mod loader_options;
 mod loader_semantics;
 mod python;
 mod s3;
+mod safety;
 mod scale;
 mod schemas;
 mod store;

@@ -105,14 +105,22 @@ pub fn run_python(args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// Every file under `dir` (relative paths) with its bytes, to prove nothing changed.
+/// Every file under `dir` (relative paths) with its bytes, to prove nothing
+/// changed. Symbolic links are listed with their target, not followed; a
+/// folder that cannot be read fails the test (so that a wrong path cannot
+/// pass for an unchanged one).
 pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    assert!(dir.is_dir(), "{} is not a folder", dir.display());
     let mut out: Vec<_> = walk(dir)
         .into_iter()
         .map(|p| {
+            let bytes = match std::fs::read_link(&p) {
+                Ok(target) => format!("-> {}", target.display()).into_bytes(),
+                Err(_) => std::fs::read(&p).unwrap(),
+            };
             (
                 p.strip_prefix(dir).unwrap().to_string_lossy().to_string(),
-                std::fs::read(&p).unwrap(),
+                bytes,
             )
         })
         .collect();
@@ -122,14 +130,15 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
+    let rd = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for e in rd {
+        let e = e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let p = e.path();
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
         }
     }
     out
