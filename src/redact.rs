@@ -37,7 +37,7 @@ pub fn redact(text: &str) -> String {
     while let Some(pos) = rest.find("://") {
         // The scheme: the run of scheme characters just before "://",
         // starting with a letter.
-        let head = rest[..pos].as_bytes();
+        let head = &rest.as_bytes()[..pos];
         let mut start = pos;
         while start > 0 && scheme_char(head[start - 1]) {
             start -= 1;

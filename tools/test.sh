@@ -16,7 +16,7 @@ export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cargo test --release --features tch "$@"
 if [ "$#" -eq 0 ]; then
     demo="$(mktemp -d)/demo"
-    cargo run --release --quiet -- demo "$demo" > /dev/null
+    cargo run --release --quiet --features tch -- demo "$demo" > /dev/null
     cargo run --release --quiet --features tch --example train_student -- "$demo" 200
     rm -rf "$(dirname "$demo")"
     cargo bench --features tch --bench '*' --no-run

@@ -565,9 +565,8 @@ pub async fn validate(
         } else {
             ((shard, row), (s0, r0))
         };
-        if !ids_of.contains_key(&sb) {
-            let ids = ds.read_image_ids(sb).await.unwrap_or_default();
-            ids_of.insert(sb, ids);
+        if let std::collections::hash_map::Entry::Vacant(e) = ids_of.entry(sb) {
+            e.insert(ds.read_image_ids(sb).await.unwrap_or_default());
         }
         let image_id = ids_of
             .get(&sb)

@@ -432,7 +432,6 @@ pub fn describe_commit(c: &Commit) -> String {
 /// every control character), or per commit a line ([`describe_commit`])
 /// and a line per action ([`describe_action`]).
 // Called by `must-ds log` in cli/mod.rs (until then, only by tests).
-#[allow(dead_code)]
 pub(crate) fn print_log(
     commits: &[Commit],
     json: bool,

@@ -588,23 +588,13 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                 rendered.image.width(),
                 rendered.image.height()
             )?;
+            for p in &rendered.problems {
+                eprintln!("warning: not drawn: {p}");
+            }
         }
         Command::Log { root, json } => {
             let ds = rt.block_on(Dataset::open(&root))?;
-            for c in rt.block_on(ds.history())? {
-                if json {
-                    writeln!(out, "{}", serde_json::to_string(&c)?)?;
-                } else {
-                    writeln!(
-                        out,
-                        "version {}  {}  {}  ({})",
-                        c.version, c.timestamp, c.operation, c.writer
-                    )?;
-                    for a in &c.actions {
-                        writeln!(out, "    {}", inspect::describe_action(a))?;
-                    }
-                }
-            }
+            inspect::print_log(&rt.block_on(ds.history())?, json, &mut out)?;
         }
         Command::Vacuum {
             root,

@@ -653,15 +653,26 @@ impl LoaderBuilder {
                 }
                 String::new()
             };
-            let shard_bytes: u64 = a.bytes + files.iter().flatten().map(|l| l.bytes).sum::<u64>();
+            let shard_bytes: u64 = files
+                .iter()
+                .flatten()
+                .fold(a.bytes, |acc, l| acc.saturating_add(l.bytes));
             for (g, &rows) in a.row_groups.iter().enumerate() {
                 if rows > 0 {
+                    let Ok(rows32) = u32::try_from(rows) else {
+                        return bad(format!(
+                            "image shard {shard} ({}): row group {g} has {rows} rows, more than the loader reads in one row group",
+                            a.path
+                        ));
+                    };
+                    let est = (shard_bytes as u128 * rows as u128 / a.rows.max(1) as u128)
+                        .min(u64::MAX as u128) as u64;
                     units.push(Unit {
                         shard,
                         row_group: g,
-                        rows: rows as u32,
+                        rows: rows32,
                         source: source.clone(),
-                        est_bytes: shard_bytes * rows / a.rows.max(1),
+                        est_bytes: est,
                     });
                 }
             }

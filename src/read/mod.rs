@@ -193,7 +193,8 @@ impl Dataset {
             .read_batches(&a.path, Some(a.bytes), None, Some(&["image_id"]))
             .await?;
         let loc = Location::file(&a.path);
-        let mut ids = Vec::with_capacity(a.rows as usize);
+        // The log's count is a hint, not a promise: bounded.
+        let mut ids = Vec::with_capacity(a.rows.min(1 << 20) as usize);
         for b in &batches {
             let col = crate::codec::image_ids(b, &loc)?;
             ids.extend(col.iter().map(|s| s.unwrap_or_default().to_owned()));

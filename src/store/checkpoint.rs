@@ -147,6 +147,8 @@ pub async fn read_hint(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Opti
         .get(&layout::join(root, layout::LAST_CHECKPOINT))
         .await
     {
+        // The hint is a few bytes; anything large is not one.
+        Ok(r) if r.meta.size > 4096 => Ok(None),
         Ok(r) => {
             let bytes = r.bytes().await?;
             let v: serde_json::Value =
@@ -185,8 +187,19 @@ pub async fn read(
         .get(&layout::join(root, &layout::checkpoint_file(version)))
         .await
     {
+        Ok(r) if r.meta.size > MAX_CHECKPOINT_BYTES => Err(Error::CorruptLog {
+            file: layout::checkpoint_file(version),
+            reason: format!(
+                "{} bytes, over the limit of {MAX_CHECKPOINT_BYTES}; the log is replayed instead",
+                r.meta.size
+            ),
+        }),
         Ok(r) => Ok(Some(decode(r.bytes().await?, version)?)),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
+
+/// The largest checkpoint read (a 300M-image dataset's is about 50 MB):
+/// a larger one is not read, and readers replay the log instead.
+pub const MAX_CHECKPOINT_BYTES: u64 = 1 << 30;

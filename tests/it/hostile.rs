@@ -447,7 +447,7 @@ fn loader_states_with_hostile_values_are_refused() {
         (with(vec![seg(0, 0)]), "segments[0].world_size is 0"),
         (
             with(vec![seg(usize::MAX, 0)]),
-            &"segments[0].world_size is 18446744073709551615"[..],
+            "segments[0].world_size is 18446744073709551615",
         ),
         (
             with(vec![seg(2, 0), seg(usize::MAX, 3), seg(1, 0)]),
