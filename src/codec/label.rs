@@ -194,8 +194,9 @@ fn check_map_size(
     if h == 0 || w == 0 {
         return Err(format!("{col} has an empty size {h}x{w}"));
     }
-    let want = h as u64 * w as u64 * elem as u64;
-    if len as u64 != want {
+    // In u128: h × w × elem can pass 2^64.
+    let want = h as u128 * w as u128 * elem as u128;
+    if len as u128 != want {
         return Err(format!(
             "{col} has {len} bytes but {h}x{w} with {elem} byte(s) per pixel needs {want}"
         ));

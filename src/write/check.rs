@@ -68,17 +68,17 @@ pub fn check_label_file(
             }
         }
     }
-    let groups: Vec<u64> = meta
-        .row_groups()
-        .iter()
-        .map(|g| g.num_rows() as u64)
-        .collect();
-    let rows: u64 = groups.iter().sum();
     let misaligned = |location: Location, reason: String| Error::Misaligned {
         location,
         shard,
         reason,
     };
+    let groups: Vec<u64> = meta
+        .row_groups()
+        .iter()
+        .map(|g| u64::try_from(g.num_rows()).unwrap_or(u64::MAX))
+        .collect();
+    let rows: u64 = groups.iter().fold(0u64, |a, &n| a.saturating_add(n));
     if rows != ids.len() as u64 {
         return Err(misaligned(
             loc,
@@ -110,6 +110,16 @@ pub fn check_label_file(
         let (got, labels) = batch_to_labels(task, &batch, &loc, row)?;
         for (i, (id, label)) in got.iter().zip(&labels).enumerate() {
             let r = row + i;
+            if r >= ids.len() {
+                return Err(misaligned(
+                    loc.at(r, Some(id)),
+                    format!(
+                        "the file holds more rows than its footer says ({}); the image shard has {}",
+                        rows,
+                        ids.len()
+                    ),
+                ));
+            }
             if *id != ids[r] {
                 let reason = match position.get(id.as_str()) {
                     Some(s) => format!(

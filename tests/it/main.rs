@@ -9,6 +9,7 @@ mod concurrency;
 mod conformance;
 mod crashes;
 mod faults;
+mod fuzz_regressions;
 mod hostile;
 mod loader;
 mod loader_corrupt;
