@@ -265,10 +265,14 @@ pub fn split(slices: &[Slice], units: &[Unit], world: usize) -> Vec<Vec<Slice>> 
     out
 }
 
+/// The most ranks, summed over a state's segments, that a resume replays.
+pub const MAX_RESUMED_RANKS: u64 = 1 << 17;
+
 /// Checks the segments of a saved state before any of them is planned:
-/// every world size is between 1 and [`MAX_WORLD_SIZE`], and there are at
-/// most [`MAX_SEGMENTS`] of them. (Batches are checked against each
-/// segment's plan by [`rank_plan`].) The error names the field.
+/// every world size is between 1 and [`MAX_WORLD_SIZE`], there are at
+/// most [`MAX_SEGMENTS`] of them, and their world sizes add up to at most
+/// [`MAX_RESUMED_RANKS`]. (Batches are checked against each segment's plan
+/// by [`rank_plan`].) The error names the field.
 pub fn check_segments(past: &[Segment]) -> Result<(), String> {
     if past.len() > MAX_SEGMENTS {
         return Err(format!(
@@ -283,6 +287,13 @@ pub fn check_segments(past: &[Segment]) -> Result<(), String> {
                 s.world_size
             ));
         }
+    }
+    // Resuming replays every rank of every segment: bounded work.
+    let ranks: u64 = past.iter().map(|s| s.world_size as u64).sum();
+    if ranks > MAX_RESUMED_RANKS {
+        return Err(format!(
+            "the state's segments add up to {ranks} ranks; at most {MAX_RESUMED_RANKS} are replayed on resume"
+        ));
     }
     Ok(())
 }
