@@ -265,8 +265,9 @@ pub fn split(slices: &[Slice], units: &[Unit], world: usize) -> Vec<Vec<Slice>> 
     out
 }
 
-/// The most ranks, summed over a state's segments, that a resume replays.
-pub const MAX_RESUMED_RANKS: u64 = 1 << 17;
+/// The most ranks, summed over a state's segments, that a resume replays:
+/// one segment of the largest world size and small ones around it.
+pub const MAX_RESUMED_RANKS: u64 = MAX_WORLD_SIZE as u64 + MAX_SEGMENTS as u64;
 
 /// Checks the segments of a saved state before any of them is planned:
 /// every world size is between 1 and [`MAX_WORLD_SIZE`], there are at

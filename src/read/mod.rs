@@ -86,6 +86,7 @@ impl FooterCache {
         let m = ArrowReaderMetadata::load_async(reader, Default::default())
             .await
             .map_err(|e| Error::parquet(file, e))?;
+        check_footer_counts(m.metadata(), file)?;
         if let Some(c) = cache {
             c.put(file, m.clone());
         }
@@ -108,6 +109,34 @@ impl FooterCache {
             }
         }
     }
+}
+
+/// Refuses a footer whose row counts are negative or add up past 2^63:
+/// readers sum and allocate by them.
+pub fn check_footer_counts(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    file: &str,
+) -> Result<()> {
+    let mut total: i64 = 0;
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        let n = rg.num_rows();
+        total = total.checked_add(n).filter(|_| n >= 0).ok_or_else(|| {
+            Error::value(
+                Location::file(file),
+                format!("the footer says row group {g} has {n} rows"),
+            )
+        })?;
+    }
+    if meta.file_metadata().num_rows() < 0 {
+        return Err(Error::value(
+            Location::file(file),
+            format!(
+                "the footer says the file has {} rows",
+                meta.file_metadata().num_rows()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Image shard columns, all of them.
@@ -358,6 +387,7 @@ pub fn lone_label_file(
     let loc = Location::file(file);
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| Error::parquet(file, e))?;
+    check_footer_counts(builder.metadata(), file)?;
     let text = builder
         .metadata()
         .file_metadata()

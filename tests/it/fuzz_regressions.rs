@@ -34,8 +34,11 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 fn commit_json_regressions() {
     for (path, bytes) in inputs("commit_json") {
         if let Ok(c) = Commit::from_slice(&bytes, "f") {
-            let r = Snapshot::default().apply(&c, "f");
-            assert!(r.is_err(), "{} applies", path.display());
+            // Floats in task params round-trip exactly (a task must equal
+            // itself after a checkpoint).
+            let back = Commit::from_slice(&c.to_bytes(), "f").unwrap();
+            assert_eq!(back, c, "{}", path.display());
+            let _ = Snapshot::default().apply(&c, "f");
         }
     }
 }
