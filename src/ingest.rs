@@ -444,15 +444,7 @@ impl Shard<'_> {
             return Ok(());
         };
         let path = layout::new_image_file();
-        let action = AddImages {
-            shard: 0,
-            path: path.clone(),
-            rows: file.rows,
-            bytes: file.bytes.len() as u64,
-            checksum: file.checksum(),
-            row_groups: file.row_groups.clone(),
-            sources: file.sources.clone(),
-        };
+        let action = file.add_images(&path);
         handle.block_on(ds.put_data_file(&path, file.bytes))?;
         let mut once = ds.clone();
         once.options.max_commit_attempts = 1;

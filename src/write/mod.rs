@@ -38,6 +38,20 @@ pub struct EncodedFile {
 }
 
 impl EncodedFile {
+    /// The `add_images` action of this image shard stored at `path` (its
+    /// shard id is assigned at commit).
+    pub fn add_images(&self, path: &str) -> AddImages {
+        AddImages {
+            shard: 0,
+            path: path.to_owned(),
+            rows: self.rows,
+            bytes: self.bytes.len() as u64,
+            checksum: self.checksum(),
+            row_groups: self.row_groups.clone(),
+            sources: self.sources.clone(),
+        }
+    }
+
     /// `crc32c:…` of the bytes.
     pub fn checksum(&self) -> String {
         crate::format::checksum_of(&self.bytes)
@@ -90,15 +104,7 @@ impl Dataset {
     /// Uploads an image shard and commits it; returns the action with its assigned shard id.
     pub async fn add_image_shard(&mut self, file: EncodedFile) -> Result<AddImages> {
         let path = layout::new_image_file();
-        let action = Action::AddImages(AddImages {
-            shard: 0,
-            path: path.clone(),
-            rows: file.rows,
-            bytes: file.bytes.len() as u64,
-            checksum: file.checksum(),
-            row_groups: file.row_groups.clone(),
-            sources: file.sources.clone(),
-        });
+        let action = Action::AddImages(file.add_images(&path));
         match self
             .upload_and_commit("ingest", &path, file.bytes, action)
             .await?
