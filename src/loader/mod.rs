@@ -511,6 +511,27 @@ impl LoaderBuilder {
         self
     }
 
+    /// The state of this builder's epoch before its first batch: what
+    /// [`Loader::state`] says then, and what a checkpoint taken between two
+    /// epochs holds. Needs an opened dataset ([`LoaderBuilder::new`]).
+    pub fn start_state(&self) -> Result<LoaderState> {
+        let Source::Dataset(ds) = &self.source else {
+            return Err(Error::Loader(
+                "start_state needs a loader built on an opened dataset (LoaderBuilder::new)".into(),
+            ));
+        };
+        Ok(LoaderState {
+            version: ds.version(),
+            seed: self.seed,
+            epoch: self.epoch,
+            plan: self.plan_key(),
+            segments: vec![Segment {
+                world_size: self.world_size,
+                batches: 0,
+            }],
+        })
+    }
+
     fn plan_key(&self) -> String {
         let req: Vec<&str> = self
             .tasks
@@ -757,6 +778,36 @@ impl Epochs {
             l.recycle(batch);
         }
     }
+
+    /// When the current epoch has yielded its last batch, moves on to the
+    /// next one (started now if it was not prefetched), so that
+    /// [`current`](Self::current) is the epoch the next batch comes from.
+    /// Does nothing otherwise.
+    pub fn advance(&mut self) -> Result<()> {
+        match self.current.as_ref() {
+            Some(cur) if cur.remaining() == 0 && !cur.failed => self.last = cur.metrics(),
+            _ => return Ok(()),
+        }
+        self.start_next()?;
+        self.current = self.next.take();
+        Ok(())
+    }
+
+    /// Builds the next epoch's loader if it is not built yet.
+    fn start_next(&mut self) -> Result<()> {
+        if self.next.is_none() {
+            if let Some(e) = self.rest.next() {
+                match self.template.clone().epoch(e).build() {
+                    Ok(l) => self.next = Some(l),
+                    Err(err) => {
+                        self.rest = 0..0;
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Iterator for Epochs {
@@ -764,18 +815,13 @@ impl Iterator for Epochs {
 
     fn next(&mut self) -> Option<Result<Batch>> {
         loop {
-            let cur = self.current.as_mut()?;
+            let cur = self.current.as_ref()?;
             if self.next.is_none() && cur.remaining() <= self.ahead {
-                if let Some(e) = self.rest.next() {
-                    match self.template.clone().epoch(e).build() {
-                        Ok(l) => self.next = Some(l),
-                        Err(err) => {
-                            self.rest = 0..0;
-                            return Some(Err(err));
-                        }
-                    }
+                if let Err(err) = self.start_next() {
+                    return Some(Err(err));
                 }
             }
+            let cur = self.current.as_mut()?;
             match cur.next() {
                 Some(r) => return Some(r),
                 None => {

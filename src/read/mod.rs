@@ -338,6 +338,133 @@ impl Dataset {
     }
 }
 
+impl Dataset {
+    /// Row group `row_group` of image shard `shard` with the same row group
+    /// of each task in `tasks`, as one Arrow record batch: the image columns
+    /// with the types of FORMAT.md section 3 (a column the file lacks is
+    /// all null), then each task's label columns named `<task>.<column>`
+    /// with the types of section 4, null where the image has no label (every
+    /// row, when the task has no file for the shard). Whatever wrote the
+    /// files, the types are the same; labels are checked as
+    /// [`read_row_group`](Self::read_row_group) checks them (types, values,
+    /// alignment).
+    pub async fn read_row_group_arrow(
+        &self,
+        shard: u64,
+        row_group: usize,
+        tasks: &[&str],
+    ) -> Result<RecordBatch> {
+        let a = self.snapshot.shard(shard)?.clone();
+        let first_row: u64 = a.row_groups.iter().take(row_group).sum();
+        let mut defs = Vec::new();
+        for &t in tasks {
+            let task = self.snapshot.task(t)?.clone();
+            let file = self.snapshot.labels.get(&(t.to_owned(), shard)).cloned();
+            defs.push((task, file));
+        }
+        let label_reads = defs.iter().map(|(_, file)| async move {
+            match file {
+                Some(l) => self
+                    .read_batches(&l.path, Some(l.bytes), Some(vec![row_group]), None)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        });
+        let (image_batches, label_batches) = futures::future::try_join(
+            self.read_batches(&a.path, Some(a.bytes), Some(vec![row_group]), None),
+            futures::future::try_join_all(label_reads),
+        )
+        .await?;
+        let loc = Location::file(&a.path);
+        let images = concat(&image_batches, &loc)?;
+        let ids = crate::codec::image_ids(&images, &loc)?;
+        let rows = images.num_rows();
+        let mut fields = Vec::new();
+        let mut columns = Vec::new();
+        let schema = crate::format::image_schema();
+        for f in schema.fields() {
+            let required = !f.is_nullable();
+            let col = normalize_column(&images, f.name(), f.data_type(), &loc, required)?
+                .unwrap_or_else(|| arrow_array::new_null_array(f.data_type(), rows));
+            fields.push(f.as_ref().clone());
+            columns.push(col);
+        }
+        for ((task, file), batches) in defs.iter().zip(label_batches) {
+            let (Some(l), Some(batches)) = (file, batches) else {
+                for f in crate::format::label_schema(task, false)
+                    .fields()
+                    .iter()
+                    .skip(1)
+                {
+                    fields.push(arrow_schema::Field::new(
+                        format!("{}.{}", task.name, f.name()),
+                        f.data_type().clone(),
+                        true,
+                    ));
+                    columns.push(arrow_array::new_null_array(f.data_type(), rows));
+                }
+                continue;
+            };
+            let lloc = Location::file(&l.path);
+            let b = concat(&batches, &lloc)?;
+            let label_ids = crate::codec::image_ids(&b, &lloc)?;
+            if let Some(row) = (0..label_ids.len().max(rows)).find(|&r| {
+                (r < label_ids.len()).then(|| label_ids.value(r))
+                    != (r < rows).then(|| ids.value(r))
+            }) {
+                return Err(Error::Misaligned {
+                    location: lloc.at(
+                        first_row as usize + row,
+                        (row < label_ids.len()).then(|| label_ids.value(row)),
+                    ),
+                    shard,
+                    reason: format!(
+                        "row group {row_group}: image shard has {:?} here",
+                        (row < rows).then(|| ids.value(row))
+                    ),
+                });
+            }
+            // Types, row structure and values, as every reader checks them.
+            batch_to_labels(task, &b, &lloc, first_row as usize)?;
+            let with_conf = b.column_by_name("confidence").is_some();
+            for f in crate::format::label_schema(task, with_conf)
+                .fields()
+                .iter()
+                .skip(1)
+            {
+                let col = normalize_column(&b, f.name(), f.data_type(), &lloc, true)?
+                    .unwrap_or_else(|| arrow_array::new_null_array(f.data_type(), rows));
+                fields.push(arrow_schema::Field::new(
+                    format!("{}.{}", task.name, f.name()),
+                    f.data_type().clone(),
+                    true,
+                ));
+                columns.push(col);
+            }
+        }
+        RecordBatch::try_new(
+            std::sync::Arc::new(arrow_schema::Schema::new(fields)),
+            columns,
+        )
+        .map_err(|e| Error::value(loc, format!("assembling row group {row_group}: {e}")))
+    }
+}
+
+/// The batches of one row group as one batch.
+fn concat(batches: &[RecordBatch], loc: &Location) -> Result<RecordBatch> {
+    match batches {
+        [one] => Ok(one.clone()),
+        _ => {
+            let Some(first) = batches.first() else {
+                return Err(Error::value(loc.clone(), "the row group has no rows"));
+            };
+            arrow_select::concat::concat_batches(&first.schema(), batches)
+                .map_err(|e| Error::value(loc.clone(), e.to_string()))
+        }
+    }
+}
+
 fn image_records(batches: &[RecordBatch], loc: &Location) -> Result<Vec<ImageRecord>> {
     let mut out = Vec::new();
     for b in batches {

@@ -19,7 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 
 pub use commit::Transaction;
 pub use snapshot::{check_protocol, Snapshot};
-pub use url::{open_location, Location};
+pub use url::{open_location, open_location_with, Location};
 
 use crate::error::{Error, Result};
 use crate::format::{Action, Commit, DatasetInfo, Protocol, TaskDef};
@@ -33,6 +33,9 @@ pub struct DatasetOptions {
     pub max_commit_attempts: u32,
     /// The `writer` field of commits.
     pub writer: String,
+    /// Object-store settings for cloud URLs, over the environment's (see
+    /// [`open_location_with`]).
+    pub storage_options: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for DatasetOptions {
@@ -46,6 +49,7 @@ impl Default for DatasetOptions {
                 .unwrap_or(100),
             max_commit_attempts: 500,
             writer: format!("must-ds {}", env!("CARGO_PKG_VERSION")),
+            storage_options: Default::default(),
         }
     }
 }
@@ -80,7 +84,12 @@ impl Dataset {
         info: DatasetInfo,
         options: DatasetOptions,
     ) -> Result<Dataset> {
-        Self::init_location(open_location(url, true)?, info, options).await
+        Self::init_location(
+            open_location_with(url, true, &options.storage_options)?,
+            info,
+            options,
+        )
+        .await
     }
 
     /// Creates a dataset in an already built object store (wrappers, tests).
@@ -161,7 +170,7 @@ impl Dataset {
         version: Option<u64>,
         options: DatasetOptions,
     ) -> Result<Dataset> {
-        let loc = open_location(url, false)?;
+        let loc = open_location_with(url, false, &options.storage_options)?;
         Self::open_location(loc, version, options).await
     }
 

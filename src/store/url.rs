@@ -2,7 +2,7 @@
 //! their credentials from the usual environment variables; the URL shown to
 //! users never carries secrets.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use object_store::local::LocalFileSystem;
@@ -39,6 +39,20 @@ fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
 /// store per NAME, shared by every open), `s3://`, `gs://` or `az://`.
 /// With `create`, a missing local folder is created.
 pub fn open_location(url: &str, create: bool) -> Result<Location> {
+    open_location_with(url, create, &BTreeMap::new())
+}
+
+/// [`open_location`] with object-store settings that override the
+/// environment's: object_store's configuration keys (`aws_endpoint`,
+/// `aws_region`, `aws_access_key_id`, `aws_allow_http`,
+/// `google_service_account`, `azure_storage_account_name`, … or their short
+/// forms such as `endpoint` and `region`). An unknown key is an error naming
+/// it; local and `memory://` locations take no settings and ignore them.
+pub fn open_location_with(
+    url: &str,
+    create: bool,
+    options: &BTreeMap<String, String>,
+) -> Result<Location> {
     let invalid = |reason: String| Error::InvalidUrl {
         url: redact(url),
         reason,
@@ -82,7 +96,7 @@ pub fn open_location(url: &str, create: bool) -> Result<Location> {
                 url: abs.display().to_string(),
             })
         }
-        Some(s) => cloud(url, s).map_err(|e| match e {
+        Some(s) => cloud(url, s, options).map_err(|e| match e {
             Error::InvalidUrl { .. } => e,
             other => invalid(other.to_string()),
         }),
@@ -90,31 +104,47 @@ pub fn open_location(url: &str, create: bool) -> Result<Location> {
 }
 
 #[cfg(feature = "cloud")]
-fn cloud(url: &str, scheme: &str) -> Result<Location> {
+fn cloud(url: &str, scheme: &str, options: &BTreeMap<String, String>) -> Result<Location> {
+    use std::str::FromStr;
     let invalid = |reason: String| Error::InvalidUrl {
         url: redact(url),
         reason,
     };
     let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    let unknown = |k: &str| {
+        invalid(format!(
+            "unknown storage option {:?} for {scheme}://",
+            crate::redact::printable(k)
+        ))
+    };
     let store: Arc<dyn ObjectStore> = match scheme {
-        "s3" | "s3a" => Arc::new(
-            object_store::aws::AmazonS3Builder::from_env()
-                .with_url(url)
-                .build()
-                .map_err(|e| invalid(e.to_string()))?,
-        ),
-        "gs" => Arc::new(
-            object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_url(url)
-                .build()
-                .map_err(|e| invalid(e.to_string()))?,
-        ),
-        "az" | "abfs" | "abfss" => Arc::new(
-            object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_url(url)
-                .build()
-                .map_err(|e| invalid(e.to_string()))?,
-        ),
+        "s3" | "s3a" => {
+            let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(url);
+            for (k, v) in options {
+                let key =
+                    object_store::aws::AmazonS3ConfigKey::from_str(k).map_err(|_| unknown(k))?;
+                b = b.with_config(key, v);
+            }
+            Arc::new(b.build().map_err(|e| invalid(e.to_string()))?)
+        }
+        "gs" => {
+            let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
+            for (k, v) in options {
+                let key =
+                    object_store::gcp::GoogleConfigKey::from_str(k).map_err(|_| unknown(k))?;
+                b = b.with_config(key, v);
+            }
+            Arc::new(b.build().map_err(|e| invalid(e.to_string()))?)
+        }
+        "az" | "abfs" | "abfss" => {
+            let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
+            for (k, v) in options {
+                let key =
+                    object_store::azure::AzureConfigKey::from_str(k).map_err(|_| unknown(k))?;
+                b = b.with_config(key, v);
+            }
+            Arc::new(b.build().map_err(|e| invalid(e.to_string()))?)
+        }
         other => return Err(invalid(format!("unsupported scheme {other:?}"))),
     };
     let root = Path::from(parsed.path().trim_start_matches('/'));
@@ -132,7 +162,7 @@ fn cloud(url: &str, scheme: &str) -> Result<Location> {
 }
 
 #[cfg(not(feature = "cloud"))]
-fn cloud(url: &str, scheme: &str) -> Result<Location> {
+fn cloud(url: &str, scheme: &str, _options: &BTreeMap<String, String>) -> Result<Location> {
     Err(Error::InvalidUrl {
         url: redact(url),
         reason: format!("{scheme}:// needs the `cloud` feature of must-ds"),
