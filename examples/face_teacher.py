@@ -7,9 +7,10 @@ there), then for every image shard that has no labels for it yet reads each
 row group, decodes the images with Pillow, runs MTCNN, and writes per image
 the faces scored at least --min-prob: boxes x0, y0, x1, y1 in pixels of the
 stored image (clipped to it; boxes empty after clipping are dropped),
-class 0, score = MTCNN's probability. An image without a face gets an empty
-list, so it counts as labeled; one that does not decode to its recorded size
-is left unlabeled (null row). Each shard is committed with add_labels, so an
+class 0, score = MTCNN's probability. An image without a face (or smaller than
+MTCNN's min_face_size, 20 px, on its shorter side) gets an empty list, so it
+counts as labeled; one that is not embedded (a `uri` row), does not decode,
+or does not decode to its recorded size is left unlabeled (null row). Each shard is committed with add_labels, so an
 interrupted run resumes where it stopped. Prints a JSON summary.
 
 MTCNN's weights (pnet.pt, rnet.pt, onet.pt) ship inside the facenet-pytorch
@@ -82,7 +83,11 @@ def label_row_group(mtcnn, rb, writer, min_prob):
     """Detects and sets the faces of one row group; returns counts for the summary."""
     cols = rb.to_pydict()
     by_size, bad = {}, 0
-    for image_id, data, w, h in zip(cols["image_id"], cols["image"], cols["width"], cols["height"]):
+    for image_id, data, uri, w, h in zip(cols["image_id"], cols["image"], cols["uri"], cols["width"], cols["height"]):
+        if data is None:
+            print(f"face_teacher: {image_id}: not embedded (uri {uri}); left unlabeled", file=sys.stderr)
+            bad += 1
+            continue
         try:
             img = Image.open(io.BytesIO(data)).convert("RGB")
         except Exception as e:  # noqa: BLE001 - any decoder error leaves the row unlabeled
@@ -97,6 +102,14 @@ def label_row_group(mtcnn, rb, writer, min_prob):
         by_size.setdefault(img.size, []).append((image_id, img))
     n = {"images": 0, "images_with_faces": 0, "faces": 0, "undecodable": bad}
     for (w, h), items in by_size.items():
+        if min(w, h) < MIN_FACE_SIZE:
+            # No face of MIN_FACE_SIZE fits, and MTCNN's scale pyramid is empty
+            # (detect raises on such an image): labeled "no face" without it.
+            for image_id, _ in items:
+                writer.set(image_id, boxes=np.zeros((0, 4), np.float32), classes=np.zeros(0, np.int64),
+                           scores=np.zeros(0, np.float32))
+            n["images"] += len(items)
+            continue
         for i in range(0, len(items), BATCH):
             chunk = items[i:i + BATCH]
             with torch.no_grad():

@@ -1,33 +1,40 @@
 #!/usr/bin/env python3
 """A teacher that lives in Python: runs a PyTorch classification model over
 every image shard of a must-ds dataset that has no labels for the task yet,
-writes each shard's aligned label file with the reference writer
-(label_writer.py, pyarrow only) and hands it to `must-ds add-labels`.
+and writes each shard's labels with the checked writer of the must_ds
+package (`Dataset.label_writer`, every value checked against the task as the
+Rust writer checks it), committing them with `Dataset.add_labels`, one
+commit per shard, so that an interrupted run resumes where it stopped.
+
+Images are read row group by row group through `Dataset.read_row_group`, so
+the dataset may be a local folder or an object store URL (s3://, gs://,
+az://; credentials from the environment). Only embedded images are read: a
+row that references its image by `uri` stops the run, naming it.
 
 The model is any torchvision architecture with random weights (nothing is
 downloaded); put your own model in `make_model`. Preprocessing follows the
 task's teacher params as `must-ds label` does (input_size, mean, std,
-temperature, top_k; stretch resize).
+temperature, top_k; stretch resize). Prints {"task": ..., "labeled_shards": [...]}.
 
     must-ds task define corpus --name py-cls --kind classification --num-classes 10 --teacher resnet18
-    python3 tools/python_teacher.py corpus --task py-cls [--arch resnet18] [--must must-ds]
+    python3 tools/python_teacher.py corpus --task py-cls [--arch resnet18] [--batch 16]
+
+`--must` (the must-ds command) is still accepted for older callers and
+ignored: nothing here runs the must-ds binary any more. For the same labels
+written by an independent implementation of the format (pyarrow only) and
+handed to `must-ds add-labels`, see tools/label_writer.py.
 """
 import argparse
 import io
 import json
-import os
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import torchvision
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from label_writer import read_log, read_shard_layout, write_labels  # noqa: E402
+import must_ds
 
 
 def make_model(arch, num_classes):
@@ -42,21 +49,50 @@ def preprocess(jpeg, size, mean, std):
 
 
 def to_label(task, probs, top_k):
+    """Fields for LabelWriter.set: all C probabilities for a dense task, else
+    the top_k classes by probability (descending, ties by class) and theirs."""
     if task.get("encoding") == "dense":
-        return {"probs": probs.tolist()}
+        return {"probs": probs}
     order = np.argsort(-probs, kind="stable")[:top_k]
-    return {"classes": [int(c) for c in order], "probs": [float(probs[c]) for c in order]}
+    return {"classes": order.astype(np.int64), "probs": probs[order]}
+
+
+def images(ds, shard):
+    """(image_id, encoded image) of every row of an image shard, in order,
+    one row group in memory at a time."""
+    for g in range(len(shard["row_groups"])):  # row_groups: rows per row group
+        cols = ds.read_row_group(shard["shard"], g).to_pydict()
+        for image_id, data, uri in zip(cols["image_id"], cols["image"], cols["uri"]):
+            if data is None:
+                sys.exit(f"python_teacher: {image_id} (shard {shard['shard']}) is not embedded "
+                         f"(uri {uri}); this example reads embedded images only")
+            yield image_id, data
+
+
+def batches(items, n):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("root")
+    ap.add_argument("root", help="the dataset: a folder or an s3://, gs://, az:// URL")
     ap.add_argument("--task", required=True)
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--must", default="must-ds", help="the must-ds command")
+    ap.add_argument("--must", default=None, help="ignored (kept for older callers; labels are committed "
+                    "through the must_ds package, not the must-ds command)")
     a = ap.parse_args()
-    tasks, images, labels = read_log(a.root)
+    ds = must_ds.Dataset(a.root)
+    tasks = ds.tasks
+    if a.task not in tasks:
+        sys.exit(f"python_teacher: no task {a.task!r} in {ds.url} (tasks: {', '.join(sorted(tasks)) or 'none'})")
     task = tasks[a.task]
     if task["kind"] != "classification":
         sys.exit(f"this example labels classification tasks; {a.task} is {task['kind']}")
@@ -67,24 +103,21 @@ def main():
     std = np.array(params.get("std", [0.229, 0.224, 0.225]), np.float32)
     temperature, top_k = float(params.get("temperature", 1.0)), int(params.get("top_k", 5))
     model = make_model(a.arch, task["num_classes"])
+    labeled = ds.labeled(a.task)
     done = []
-    for shard in sorted(images):
-        if (a.task, shard) in labels:
+    for shard in sorted(ds.shards, key=lambda s: s["shard"]):
+        k = shard["shard"]
+        if k in labeled:
             continue
-        path = os.path.join(a.root, images[shard]["path"])
-        ids, groups = read_shard_layout(path)
-        jpegs = pq.read_table(path, columns=["image"]).column("image").to_pylist()
-        out = []
+        writer = ds.label_writer(a.task, k)
         with torch.no_grad():
-            for i in range(0, len(jpegs), a.batch):
-                x = torch.stack([preprocess(j, size, mean, std) for j in jpegs[i:i + a.batch]])
+            for batch in batches(images(ds, shard), a.batch):
+                x = torch.stack([preprocess(j, size, mean, std) for _, j in batch])
                 probs = torch.softmax(model(x) / temperature, 1).numpy()
-                out += [to_label(task, p, top_k) for p in probs]
-        with tempfile.TemporaryDirectory() as tmp:
-            f = os.path.join(tmp, f"{a.task}-{shard}.parquet")
-            write_labels(task, ids, groups, out, f)
-            subprocess.run([a.must, "add-labels", a.root, "--task", a.task, "--shard", str(shard), f], check=True, stdout=subprocess.DEVNULL)
-        done.append(shard)
+                for (image_id, _), p in zip(batch, probs):
+                    writer.set(image_id, **to_label(task, p, top_k))
+        ds.add_labels(a.task, k, writer)
+        done.append(k)
     print(json.dumps({"task": a.task, "labeled_shards": done}))
 
 

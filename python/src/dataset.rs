@@ -10,7 +10,7 @@ use arrow_array::ffi::{to_ffi, FFI_ArrowArray, FFI_ArrowSchema};
 use arrow_array::{Array, StructArray};
 use must_ds::codec::{ClassLabel, DepthMap, Detections, Label, SegMap};
 use must_ds::format::{ClassEncoding, MaskDtype, TaskDef, TaskKind};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
@@ -184,6 +184,7 @@ impl Dataset {
         .map_err(|e| to_py_err(py, e))?;
         Ok(LabelWriter {
             task: w.task().clone(),
+            ids: w.image_ids().to_vec(),
             w: Mutex::new(Some(w)),
         })
     }
@@ -198,6 +199,25 @@ impl Dataset {
         writer: &LabelWriter,
         replace: bool,
     ) -> PyResult<String> {
+        {
+            // Refused before the writer is consumed, so that it can be committed with replace.
+            let g = lock(&self.ds);
+            if let Some(old) = g
+                .snapshot()
+                .labels
+                .get(&(task.clone(), shard))
+                .filter(|_| !replace)
+            {
+                let e = must_ds::Error::Conflict {
+                    version: g.version(),
+                    reason: format!(
+                        "task {task:?} already has labels for image shard {shard} ({}); use replace=True to relabel",
+                        old.path
+                    ),
+                };
+                return Err(to_py_err(py, e));
+            }
+        }
         let w = lock(&writer.w)
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("this label writer was already committed"))?;
@@ -208,7 +228,7 @@ impl Dataset {
                 w.shard()
             );
             *lock(&writer.w) = Some(w);
-            return Err(PyValueError::new_err(msg));
+            return Err(MustError::new_err(msg));
         }
         let file = py.detach(|| w.finish()).map_err(|e| to_py_err(py, e))?;
         let mut ds = lock(&self.ds).clone();
@@ -223,6 +243,7 @@ impl Dataset {
 #[pyclass(module = "must_ds._native")]
 pub struct LabelWriter {
     task: TaskDef,
+    ids: Vec<String>,
     w: Mutex<Option<must_ds::write::LabelWriter>>,
 }
 
@@ -242,12 +263,8 @@ fn value_err(py: Python<'_>, id: &str, msg: String) -> PyErr {
 impl LabelWriter {
     /// The shard's image ids, in order.
     #[getter]
-    fn image_ids(&self) -> PyResult<Vec<String>> {
-        Ok(lock(&self.w)
-            .as_ref()
-            .ok_or_else(|| PyRuntimeError::new_err("this label writer was already committed"))?
-            .image_ids()
-            .to_vec())
+    fn image_ids(&self) -> Vec<String> {
+        self.ids.clone()
     }
 
     /// The task's name.

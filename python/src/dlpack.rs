@@ -343,11 +343,10 @@ impl Array {
         Ok(v)
     }
 
-    /// Every value as f32, floats only (an integer array is refused: a
-    /// probability or a depth written as integers is a mistake).
+    /// Every value as f32, from any float or integer type (not bool).
     pub fn floats(&self) -> Result<Vec<f32>, String> {
-        if self.dtype.code != FLOAT && !self.bytes.is_empty() {
-            return Err(format!("has dtype {}; floats expected", self.dtype.name()));
+        if self.dtype.code == BOOL && !self.bytes.is_empty() {
+            return Err("has dtype bool; numbers expected".into());
         }
         Ok(self.to_f64()?.into_iter().map(|x| x as f32).collect())
     }

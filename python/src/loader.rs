@@ -414,6 +414,7 @@ impl Loader {
             b = b.task(t, *req);
         }
         let b = apply(b, &options)?;
+        b.validate().map_err(|e| to_py_err(py, e))?;
         let epoch = match &resume {
             Some(s) => s.epoch,
             None => options.get("epoch").and_then(Value::as_u64).unwrap_or(0),

@@ -596,8 +596,10 @@ impl LoaderBuilder {
         })
     }
 
-    /// Opens the dataset if needed, plans the epoch and starts the threads.
-    pub fn build(self) -> Result<Loader> {
+    /// Checks the options (and, on an opened dataset, that every task is
+    /// defined) without starting anything: what [`build`](Self::build)
+    /// would refuse before planning.
+    pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Loader(m));
         if self.tasks.is_empty() {
             return bad("no task requested (LoaderBuilder::task)".into());
@@ -620,6 +622,18 @@ impl LoaderBuilder {
                 self.rank, self.world_size
             ));
         }
+        if let Source::Dataset(ds) = &self.source {
+            for (t, _) in &self.tasks {
+                ds.snapshot().task(t)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the dataset if needed, plans the epoch and starts the threads.
+    pub fn build(self) -> Result<Loader> {
+        let bad = |m: String| Err(Error::Loader(m));
+        self.validate()?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("must-fetch")
