@@ -73,13 +73,8 @@ class Loader:
         self._last_addresses = {}
 
     def __iter__(self):
-        native = self._native
-        native.begin_epoch()
-        while True:
-            raw = native.next_batch()
-            if raw is None:
-                return
-            yield self._batch(raw)
+        self._native.begin_epoch()
+        return _Epoch(self)
 
     def _batch(self, raw):
         fields, ids, sources, epoch, index = raw
@@ -110,6 +105,26 @@ class Loader:
     def skipped(self):
         """What `on_corrupt="skip"` left out in this epoch."""
         return [dict(file=f, row_group=g, image_id=i, reason=r) for f, g, i, r in self._native.skipped()]
+
+
+class _Epoch:
+    """One epoch's iterator. It keeps no reference to a batch it returned,
+    so that the batch's buffers go back to the loader as soon as the
+    trainer drops it."""
+
+    __slots__ = ("_loader",)
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raw = self._loader._native.next_batch()
+        if raw is None:
+            raise StopIteration
+        return self._loader._batch(raw)
 
 
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

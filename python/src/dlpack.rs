@@ -270,7 +270,7 @@ unsafe fn read_tensor(t: &DLTensor) -> Result<Array, String> {
     if t.device.device_type != CPU {
         return Err("the array is not in host memory (move it to the CPU first)".into());
     }
-    if t.dtype.lanes != 1 || t.dtype.bits % 8 != 0 || t.dtype.bits == 0 {
+    if t.dtype.lanes != 1 || !t.dtype.bits.is_multiple_of(8) || t.dtype.bits == 0 {
         return Err(format!("unsupported element type {}", t.dtype.name()));
     }
     if !(0..=8).contains(&t.ndim) {

@@ -281,13 +281,13 @@ fn crop(v: &Value) -> PyResult<Crop> {
 /// One batch's arrays as named buffers (FORMAT.md section 5, host layout).
 type Fields = Vec<(String, Py<Buffer>)>;
 
-fn export(
-    py: Python<'_>,
-    batch: Batch,
-    back: &cb::Sender<Batch>,
-) -> PyResult<(Fields, Vec<String>, Vec<String>, u64, u64)> {
-    let ids = batch.image_ids.clone();
-    let sources = batch.sources.clone();
+/// A batch for Python: (fields, image_ids, sources, epoch, index).
+type Exported = (Fields, Vec<String>, Vec<String>, u64, u64);
+
+fn export(py: Python<'_>, mut batch: Batch, back: &cb::Sender<Batch>) -> PyResult<Exported> {
+    // Moved out: the workers refill a recycled batch's lists.
+    let ids = std::mem::take(&mut batch.image_ids);
+    let sources = std::mem::take(&mut batch.sources);
     let (epoch, index) = (batch.epoch, batch.index);
     let held = Arc::new(Held {
         batch: Some(batch),
@@ -471,11 +471,7 @@ impl Loader {
 
     /// The next batch of the iteration under way, or None at the end of
     /// the epoch: (fields, image_ids, sources, epoch, index).
-    #[allow(clippy::type_complexity)]
-    fn next_batch(
-        &self,
-        py: Python<'_>,
-    ) -> PyResult<Option<(Fields, Vec<String>, Vec<String>, u64, u64)>> {
+    fn next_batch(&self, py: Python<'_>) -> PyResult<Option<Exported>> {
         let r = py.detach(|| {
             let mut g = lock(&self.inner);
             let inner = &mut *g;
