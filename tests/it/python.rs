@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use must_ds::codec::{ClassLabel, Label};
+use must_ds::codec::Label;
 use must_ds::format::{checksum_of, Action, AddImages, TaskDef};
 use must_ds::write::LabelWriter;
 use must_ds::{Dataset, Transaction};
@@ -173,66 +173,6 @@ fn rust_accepts_the_python_reference_writer_and_pyarrow_types() {
     assert!(Path::new(&py_shard).exists());
 }
 
-/// The worked example of a teacher in Python (PyTorch model, reference
-/// writer, `must-ds add-labels`) labels every shard; what it committed is
-/// valid: per image the top 3 of a distribution, sorted.
-#[test]
-fn the_python_teacher_example_labels_every_shard() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("ds");
-    must_ds::cli::demo::build(&root, 140).unwrap();
-    let r = root.to_str().unwrap();
-    let o = util::must(&[
-        "task",
-        "define",
-        r,
-        "--name",
-        "py-cls",
-        "--kind",
-        "classification",
-        "--num-classes",
-        "10",
-        "--teacher",
-        "resnet18",
-        "--param",
-        "input_size=64",
-        "--param",
-        "top_k=3",
-    ]);
-    assert!(o.status.success(), "{}", util::stderr(&o));
-    let out = util::run_python(&[
-        util::tools().join("python_teacher.py").to_str().unwrap(),
-        r,
-        "--task",
-        "py-cls",
-        "--arch",
-        "resnet18",
-        "--must",
-        util::bin(),
-    ]);
-    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(report["labeled_shards"], serde_json::json!([0, 1]));
-    assert!(util::must(&["validate", r, "--no-decode"]).status.success());
-    let rt = util::rt();
-    let ds = rt.block_on(Dataset::open(r)).unwrap();
-    let rg = rt
-        .block_on(ds.read_row_group(1, 0, &["py-cls"], None))
-        .unwrap();
-    for l in &rg.labels["py-cls"] {
-        let Some(Label::Classification(ClassLabel::TopK { classes, probs })) = l else {
-            panic!("{l:?}")
-        };
-        assert_eq!(classes.len(), 3);
-        assert!(probs.windows(2).all(|w| w[0] >= w[1]) && probs.iter().sum::<f32>() <= 1.0 + 1e-5);
-    }
-    // A rerun finds every shard labeled.
-    let out = util::run_python(&[
-        util::tools().join("python_teacher.py").to_str().unwrap(),
-        r,
-        "--task",
-        "py-cls",
-        "--must",
-        util::bin(),
-    ]);
-    assert!(out.contains("\"labeled_shards\": []"), "{out}");
-}
+// The worked example of a teacher in Python (tools/python_teacher.py, through
+// the Python package's checked writer) is tested with the package, in
+// python/tests/test_teachers.py.
