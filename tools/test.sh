@@ -4,8 +4,8 @@
 # whose libtorch the `tch` feature links), then the Rust suite (unit,
 # integration and doc tests, the tensor conversion included) in release
 # mode, then installs the Python package (`pip install ./python`) and runs
-# its tests (pytest, python/tests), then the example student trainer for 200 steps on a demo dataset
-# (it fails unless its losses fall by 40 % and a control run with labels
+# its tests (pytest, python/tests), then the example student trainer for
+# 200 steps on a demo dataset, in Rust and in Python (each fails unless its losses fall by 40 % and a control run with labels
 # permuted across samples ends clearly worse), and builds the benchmarks so that they
 # keep compiling (`cargo bench --no-run`).
 set -euo pipefail
@@ -25,6 +25,8 @@ if [ "$#" -eq 0 ]; then
     demo="$(mktemp -d)/demo"
     cargo run --release --quiet --features tch -- demo "$demo" > /dev/null
     cargo run --release --quiet --features tch --example train_student -- "$demo" 200
+    # Its PyTorch twin over the Python package, with the same criterion.
+    python3 examples/train_student.py "$demo" 200
     rm -rf "$(dirname "$demo")"
     cargo bench --features tch --bench '*' --no-run
 fi
