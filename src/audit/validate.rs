@@ -479,7 +479,7 @@ async fn check_shard(
                     .await;
             if let Some(group) = group {
                 for (i, id) in group.ids.iter().enumerate() {
-                    ids.push((id_hash(id), (first + i) as u64));
+                    ids.push((crate::write::align_id_hash(id), (first + i) as u64));
                 }
                 for (l, fc, size) in label_checks.iter_mut() {
                     if let Some(s) = *size {
@@ -498,17 +498,6 @@ async fn check_shard(
         report.problems.extend(fc.problems);
     }
     Ok((report, ids))
-}
-
-/// A 128-bit hash of an image id: the duplicate check keeps 24 bytes an
-/// image rather than the ids themselves.
-fn id_hash(id: &str) -> u128 {
-    use std::hash::{Hash, Hasher};
-    let mut a = std::hash::DefaultHasher::new();
-    id.hash(&mut a);
-    let mut b = std::hash::DefaultHasher::new();
-    (0xA5u8, id).hash(&mut b);
-    ((a.finish() as u128) << 64) | b.finish() as u128
 }
 
 /// Validates every data file of `ds`, `parallel` image shards at a time;

@@ -1,5 +1,6 @@
 //! `must-ds` subcommands. `anyhow` and exit codes live only here.
 
+mod add_labels;
 mod audit;
 mod bench;
 pub mod demo;
@@ -15,7 +16,6 @@ use clap::{Parser, Subcommand};
 use crate::format::DatasetInfo;
 use crate::ingest::{collect_inputs, ingest, IngestOptions};
 use crate::store::Dataset;
-use crate::write::check_label_file;
 
 const ABOUT: &str = "must-ds: the pseudo-label store of multi-task self-training.
 
@@ -94,26 +94,57 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         shard_rows: usize,
     },
-    /// Check a label file made by any tool and commit it for one image shard.
+    /// Add labels written by any tool or engine (DuckDB, Spark, Ray, pyarrow):
+    /// rows are matched to image shards by image_id, in any order and row
+    /// grouping, across any number of files and shards.
     ///
-    /// The file must hold exactly the shard's image ids, in order, with the
-    /// same row groups, and columns of the task's kind (see schemas/).
+    /// Each shard gets an aligned copy (its order and row groups; ids the
+    /// input does not mention are absent labels) committed on its own, so an
+    /// interrupted run leaves whole shards: rerun with --skip-labeled. An id
+    /// the dataset does not have, or one that appears twice, is an error
+    /// naming the file and row. A file already aligned with --shard is
+    /// checked and committed as it is.
     ///
-    /// Example: must-ds add-labels /data/corpus --task det --shard 3 det-3.parquet
+    /// Examples:
+    ///   must-ds add-labels /data/corpus --task det --shard 3 det-3.parquet
+    ///   must-ds add-labels /data/corpus --task det det.parquet            (DuckDB COPY output)
+    ///   must-ds add-labels /data/corpus --task det spark-out/ --skip-labeled
+    ///   must-ds add-labels /data/corpus --task det 'out/**/*.parquet' --map boxes=pred_boxes,scores=conf --box-format xywh
     AddLabels {
         /// Dataset root.
         root: String,
         /// Task name.
         #[arg(long)]
         task: String,
-        /// Image shard id.
+        /// Only this image shard (default: every shard, matched by image_id).
         #[arg(long)]
-        shard: u64,
-        /// The label file (Parquet).
-        file: PathBuf,
-        /// Replace labels the shard already has for this task.
-        #[arg(long)]
+        shard: Option<u64>,
+        /// Parquet files, folders of part files (Hive partition folders
+        /// included; names starting with `.` or `_` skipped) or globs (`*`,
+        /// `?`, `**`), local or on a store (s3://…).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// Replace labels the shards already have for this task.
+        #[arg(long, conflicts_with = "skip_labeled")]
         replace: bool,
+        /// Leave shards that already have labels for this task as they are.
+        #[arg(long)]
+        skip_labeled: bool,
+        /// Column names of the input: COLUMN=INPUT_COLUMN, comma separated
+        /// (e.g. boxes=pred_boxes,scores=conf,image_id=key).
+        #[arg(long, value_delimiter = ',', value_name = "COLUMN=INPUT")]
+        map: Vec<String>,
+        /// Boxes as x0,y0,x1,y1 pixels (xyxy), x,y,w,h pixels (xywh), or
+        /// x0,y0,x1,y1 fractions of the image size (xyxy-normalized).
+        #[arg(long, default_value = "xyxy")]
+        box_format: crate::write::BoxFormat,
+        /// For a top-k task given all C probabilities: how many to keep.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// MiB of labels held for shards not complete yet before the
+        /// largest is spilled to a temporary file.
+        #[arg(long, default_value_t = 1024, value_name = "MIB")]
+        memory: u64,
     },
     /// Summarize a dataset (tasks, shards, coverage) or one lone Parquet file;
     /// with --stats, read the labels and report what an auditor looks for.
@@ -469,41 +500,29 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
             root,
             task,
             shard,
-            file,
+            paths,
             replace,
-        } => {
-            let mut ds = rt.block_on(Dataset::open(&root))?;
-            let def = ds.snapshot().task(&task)?.clone();
-            let image_shard = ds.snapshot().shard(shard)?.clone();
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let ids = rt.block_on(ds.read_image_ids(shard))?;
-            let name = file.display().to_string();
-            let report = check_label_file(
-                &def,
+            skip_labeled,
+            map,
+            box_format,
+            top_k,
+            memory,
+        } => add_labels::run(
+            add_labels::AddLabelsArgs {
+                root,
+                task,
                 shard,
-                &ids,
-                &image_shard.row_groups,
-                bytes.clone().into(),
-                &name,
-            )?;
-            let encoded = crate::write::EncodedFile {
-                bytes: bytes.into(),
-                rows: report.rows,
-                row_groups: report.row_groups,
-                sources: Default::default(),
-                labeled: report.labeled,
-            };
-            let added = rt.block_on(ds.add_label_file(&task, shard, encoded, replace))?;
-            writeln!(
-                out,
-                "committed labels of task {task:?} for shard {shard}: {} of {} rows labeled, {} (version {})",
-                added.labeled,
-                added.rows,
-                added.path,
-                ds.version()
-            )?;
-        }
+                paths,
+                replace,
+                skip_labeled,
+                map,
+                box_format,
+                top_k,
+                memory_mib: memory,
+            },
+            rt,
+            &mut out,
+        )?,
         Command::Inspect {
             target,
             version,

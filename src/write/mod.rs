@@ -2,6 +2,7 @@
 //! labels, and the checks that admit a label file made by any other tool.
 //! Files are built in memory, uploaded under fresh names, then committed.
 
+mod align;
 mod check;
 mod images;
 mod labels;
@@ -14,6 +15,8 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 
+pub(crate) use align::id_hash as align_id_hash;
+pub use align::{AlignOptions, AlignReport, BoxFormat, LabelAligner, ShardOutcome};
 pub use check::{check_label_file, LabelFileReport};
 pub use images::{ImageShardOptions, ImageShardWriter};
 pub use labels::{BlobCodec, LabelWriter};

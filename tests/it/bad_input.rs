@@ -120,7 +120,7 @@ fn refused(fx: &Fixture, task: &str, shard: &str, file: &Path, needles: &[&str])
 }
 
 #[test]
-fn misaligned_label_files_are_refused() {
+fn misaligned_label_files_are_aligned_and_unknown_ids_refused() {
     let fx = fixture();
     let labels: Vec<_> = (0..8).map(good_cls).collect();
     // The good file is accepted (so the refusals below are about the change made).
@@ -144,28 +144,25 @@ fn misaligned_label_files_are_refused() {
             "other-ids.parquet",
             "row 4",
             "zzz-not-in-shard",
-            "not in the image shard",
+            "not in image shard 0",
         ],
     );
+    // Another order, other row groups, missing rows: matched by image_id and
+    // committed as an aligned copy (tests/it/align.rs has the engines' files).
     let mut swapped = fx.ids.clone();
     swapped.swap(0, 1);
-    let f = label_file(&fx, "order.parquet", &cls(), &swapped, &labels, &[3, 3, 2]);
-    refused(
-        &fx,
-        "cls",
-        "0",
-        &f,
-        &["order.parquet", "row 0", &fx.ids[1], "another order"],
-    );
-    let f = label_file(&fx, "groups.parquet", &cls(), &fx.ids, &labels, &[4, 4]);
-    refused(
-        &fx,
-        "cls",
-        "0",
-        &f,
-        &["groups.parquet", "row groups", "[4, 4]", "[3, 3, 2]"],
-    );
+    let mut swapped_labels = labels.clone();
+    swapped_labels.swap(0, 1);
     let f = label_file(
+        &fx,
+        "order.parquet",
+        &cls(),
+        &swapped,
+        &swapped_labels,
+        &[3, 3, 2],
+    );
+    let f2 = label_file(&fx, "groups.parquet", &cls(), &fx.ids, &labels, &[4, 4]);
+    let f3 = label_file(
         &fx,
         "short.parquet",
         &cls(),
@@ -173,7 +170,24 @@ fn misaligned_label_files_are_refused() {
         &labels[..7],
         &[3, 3, 1],
     );
-    refused(&fx, "cls", "0", &f, &["short.parquet", "7 rows", "8"]);
+    for (f, missing) in [(&f, 0), (&f2, 0), (&f3, 1)] {
+        let out = util::must(&[
+            "add-labels",
+            fx.root.to_str().unwrap(),
+            "--task",
+            "cls",
+            "--shard",
+            "0",
+            "--replace",
+            f.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", util::stderr(&out));
+        let text = util::stdout(&out);
+        assert!(
+            text.contains(&format!("{missing} image id(s) of them without a label")),
+            "{text}"
+        );
+    }
     refused(&fx, "cls", "42", &ok, &["image shard 42 does not exist"]);
     let out = util::must(&[
         "add-labels",
@@ -182,6 +196,7 @@ fn misaligned_label_files_are_refused() {
         "cls",
         "--shard",
         "0",
+        "--replace",
         ok.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", util::stderr(&out));

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod align;
 mod audit;
 mod bad_input;
 mod cli;
