@@ -111,6 +111,29 @@ class Dataset:
         """A checked writer of `task`'s labels for image shard `shard`."""
         return LabelWriter(self._native.label_writer(task, shard))
 
+    def add_labels_from(self, task, data, *, shard=None, replace=False, skip_labeled=False,
+                        columns=None, box_format="xyxy", top_k=5, memory_bytes=1 << 30):
+        """Labels from any engine: `data` is a pyarrow Table, RecordBatch,
+        RecordBatchReader, a list of RecordBatches, or anything with
+        `__arrow_c_stream__` (Polars, DuckDB results). Rows are matched to
+        image shards by `image_id` in any order; each shard gets an aligned
+        copy, committed on its own (ids not mentioned are absent labels).
+        `columns` maps format columns to input ones ({"boxes": "pred_boxes"});
+        `box_format` is "xyxy", "xywh" or "xyxy-normalized"; a top-k task
+        given all C probabilities keeps `top_k`. Returns a report (rows in,
+        missing ids, shards committed or skipped)."""
+        import pyarrow as pa
+
+        if isinstance(data, pa.RecordBatch):
+            data = pa.Table.from_batches([data])
+        elif isinstance(data, (list, tuple)):
+            data = pa.Table.from_batches(list(data))
+        if not hasattr(data, "__arrow_c_stream__"):
+            raise TypeError(f"add_labels_from takes Arrow data (a pyarrow Table, RecordBatchReader, ...), not {type(data).__name__}")
+        opts = dict(shard=shard, replace=replace, skip_labeled=skip_labeled, columns=columns,
+                    box_format=box_format, top_k=top_k, memory_bytes=memory_bytes)
+        return json.loads(self._native.add_labels_from(task, data, json.dumps(opts)))
+
     def add_labels(self, task, shard, writer, replace=False):
         """Writes `writer`'s file and commits it; returns the committed action."""
         return json.loads(self._native.add_labels(task, shard, writer._native, replace))

@@ -189,6 +189,58 @@ impl Dataset {
         })
     }
 
+    /// Labels from any Arrow stream (`__arrow_c_stream__`: a pyarrow Table or
+    /// RecordBatchReader, Polars, DuckDB results), matched to image shards by
+    /// image_id, one commit per shard; returns the report as JSON.
+    fn add_labels_from(
+        &self,
+        py: Python<'_>,
+        task: String,
+        data: Bound<'_, PyAny>,
+        options: String,
+    ) -> PyResult<String> {
+        use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
+        let opts = align_options(&options)?;
+        let cap = data.call_method0("__arrow_c_stream__")?;
+        let cap = cap
+            .cast::<PyCapsule>()
+            .map_err(|_| MustError::new_err("__arrow_c_stream__ did not give a capsule"))?;
+        const NAME: &CStr = c"arrow_array_stream";
+        let ptr = cap.pointer_checked(Some(NAME))?.as_ptr() as *mut FFI_ArrowArrayStream;
+        // SAFETY: a live `arrow_array_stream` capsule; the stream is moved
+        // out (its release set to null in the capsule, which then frees nothing).
+        let reader = unsafe { RecordBatchStreamReader::from_raw(ptr) }
+            .map_err(|e| MustError::new_err(format!("the input stream: {e}")))?;
+        let mut ds = lock(&self.ds).clone();
+        let report = {
+            let mut aligner = block_on(py, must_ds::write::LabelAligner::new(&mut ds, &task, opts))
+                .map_err(|e| to_py_err(py, e))?;
+            let mut row = 0usize;
+            for batch in reader {
+                // Read with the GIL held: the stream may be a Python iterator.
+                let batch =
+                    batch.map_err(|e| MustError::new_err(format!("the input stream: {e}")))?;
+                let n = batch.num_rows();
+                block_on(py, aligner.push(&batch, "the input", row))
+                    .map_err(|e| to_py_err(py, e))?;
+                row += n;
+            }
+            block_on(py, aligner.finish()).map_err(|e| to_py_err(py, e))?
+        };
+        *lock(&self.ds) = ds;
+        let shards: Vec<serde_json::Value> = report
+            .shards
+            .iter()
+            .map(|s| {
+                serde_json::json!({"shard": s.shard, "rows": s.rows, "labeled": s.labeled, "path": s.path, "skipped": s.skipped})
+            })
+            .collect();
+        json(&serde_json::json!({
+            "rows_in": report.rows_in, "rows_skipped": report.rows_skipped,
+            "missing": report.missing(), "spills": report.spills, "shards": shards,
+        }))
+    }
+
     /// Writes and commits `writer`'s file; returns the committed action as JSON.
     #[pyo3(signature = (task, shard, writer, replace=false))]
     fn add_labels(
@@ -237,6 +289,62 @@ impl Dataset {
         *lock(&self.ds) = ds;
         json(&a)
     }
+}
+
+fn bad_option(m: String) -> PyErr {
+    pyo3::exceptions::PyTypeError::new_err(m)
+}
+
+/// Options of `add_labels_from`, from JSON.
+fn align_options(json: &str) -> PyResult<must_ds::write::AlignOptions> {
+    let v: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| bad_option(e.to_string()))?;
+    let mut o = must_ds::write::AlignOptions::default();
+    for (k, x) in &v {
+        let want = |t: &str| bad_option(format!("option {k}={x}: expected {t}"));
+        match k.as_str() {
+            "shard" => {
+                o.shard = if x.is_null() {
+                    None
+                } else {
+                    Some(x.as_u64().ok_or_else(|| want("a shard id"))?)
+                }
+            }
+            "replace" => o.replace = x.as_bool().ok_or_else(|| want("a bool"))?,
+            "skip_labeled" => o.skip_labeled = x.as_bool().ok_or_else(|| want("a bool"))?,
+            "columns" => {
+                if !x.is_null() {
+                    let m = x
+                        .as_object()
+                        .ok_or_else(|| want("a dict from format column to input column"))?;
+                    for (to, from) in m {
+                        o.columns.insert(
+                            to.clone(),
+                            from.as_str()
+                                .ok_or_else(|| want("column names"))?
+                                .to_owned(),
+                        );
+                    }
+                }
+            }
+            "box_format" => {
+                o.box_format = x
+                    .as_str()
+                    .ok_or_else(|| want("a string"))?
+                    .parse()
+                    .map_err(bad_option)?
+            }
+            "top_k" => o.top_k = x.as_u64().ok_or_else(|| want("a count"))? as usize,
+            "memory_bytes" => o.memory_bytes = x.as_u64().ok_or_else(|| want("bytes"))?,
+            "spill_dir" => o.spill_dir = x.as_str().map(std::path::PathBuf::from),
+            _ => {
+                return Err(bad_option(format!(
+                    "add_labels_from got an unexpected option {k:?}"
+                )))
+            }
+        }
+    }
+    Ok(o)
 }
 
 /// The label file of one (task, image shard) being written.

@@ -220,3 +220,56 @@ def test_a_dataset_on_s3_through_storage_options(must_bin):
             must_ds.Dataset(url, storage_options={"aws_no_such_key": "1"})
     finally:
         server.stop()
+
+
+def test_labels_from_any_engine_by_image_id(photos_ds):
+    import duckdb
+
+    ds = must_ds.Dataset(photos_ds)
+    ds.define_task(TASKS[2])  # det
+    ids, sizes = [], {}
+    for s in ds.shards:
+        for g in range(len(s["row_groups"])):
+            rb = ds.read_row_group(s["shard"], g)
+            for i, w, h in zip(*(rb.column(c).to_pylist() for c in ("image_id", "width", "height"))):
+                ids.append(i)
+                sizes[i] = (w, h)
+    rng = np.random.default_rng(3)
+    order = rng.permutation(len(ids))[:-1]  # shuffled, one id left out
+    keys = [ids[i] for i in order]
+    xywh = [[[5.0, 6.0, sizes[k][0] / 3, sizes[k][1] / 4]] for k in keys]
+    labels = pa.table({
+        "key": keys,
+        "pred_boxes": pa.array(xywh, pa.list_(pa.list_(pa.float32()))),
+        "cls": pa.array([[1]] * len(keys), pa.list_(pa.uint32())),
+        "conf": pa.array([[0.8]] * len(keys), pa.list_(pa.float32())),
+    })
+    # Through DuckDB, as an engine hands over its result.
+    result = duckdb.sql("SELECT * FROM labels ORDER BY random()").arrow()
+    table = labels
+    report = ds.add_labels_from("det", result, columns={"image_id": "key", "boxes": "pred_boxes",
+                                                        "classes": "cls", "scores": "conf"},
+                                box_format="xywh")
+    assert report["rows_in"] == len(keys) and report["missing"] == 1
+    assert sorted(s["shard"] for s in report["shards"]) == [s["shard"] for s in ds.shards]
+    missing = (set(ids) - set(keys)).pop()
+    for s in ds.shards:
+        for g in range(len(s["row_groups"])):
+            rb = ds.read_row_group(s["shard"], g, ["det"])
+            for i, boxes in zip(rb.column("image_id").to_pylist(), rb.column("det.boxes").to_pylist()):
+                if i == missing:
+                    assert boxes is None
+                else:
+                    w, h = sizes[i]
+                    np.testing.assert_allclose(boxes, [[5.0, 6.0, 5.0 + w / 3, 6.0 + h / 4]], rtol=1e-6)
+    # A rerun skips the labeled shards; an unknown id names its row.
+    again = ds.add_labels_from("det", table, columns={"image_id": "key", "boxes": "pred_boxes",
+                                                      "classes": "cls", "scores": "conf"},
+                               box_format="xywh", skip_labeled=True)
+    assert all(s["skipped"] for s in again["shards"]) and again["rows_skipped"] == len(keys)
+    bad = table.set_column(0, "key", pa.array(keys[:3] + ["nope"] + keys[4:]))
+    with pytest.raises(must_ds.InvalidDataError) as e:
+        ds.add_labels_from("det", bad, columns={"image_id": "key", "boxes": "pred_boxes",
+                                                "classes": "cls", "scores": "conf"},
+                           box_format="xywh", replace=True)
+    assert e.value.image_id == "nope" and e.value.row == 3
