@@ -608,7 +608,8 @@ impl<'a> LabelAligner<'a> {
                         .parse()
                         .map_err(|_| Error::value(Location::file(&name), "a spill row"))?;
                     if let Some(l) = l {
-                        w.set_row(r, l)?;
+                        // Checked when it came in, before the spill.
+                        w.set_row_checked(r, l)?;
                         labeled += 1;
                     }
                 }
@@ -616,7 +617,7 @@ impl<'a> LabelAligner<'a> {
             let _ = std::fs::remove_file(path);
         }
         for (r, l) in pending {
-            w.set_row(r as usize, l)?;
+            w.set_row_checked(r as usize, l)?;
             labeled += 1;
         }
         let rows = self.targets[t].rows as u64;

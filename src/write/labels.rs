@@ -150,6 +150,20 @@ impl LabelWriter {
         Ok(())
     }
 
+    /// Sets the label of row `row`, already checked with
+    /// [`Label::validate`] against this writer's task (the aligner checks
+    /// each input row where it can name the input's file and row).
+    pub(crate) fn set_row_checked(&mut self, row: usize, label: Label) -> Result<()> {
+        let Some(slot) = self.labels.get_mut(row) else {
+            return Err(Error::value(
+                self.location(row),
+                format!("the shard has {} rows", self.ids.len()),
+            ));
+        };
+        *slot = Some(label);
+        Ok(())
+    }
+
     /// Sets the label of `image_id` after checking every value.
     pub fn set(&mut self, image_id: &str, label: Label) -> Result<()> {
         let index = self.index.get_or_init(|| {

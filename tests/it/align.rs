@@ -183,19 +183,17 @@ fn a_folder_of_spark_part_files_in_shuffled_order_and_spills() {
 #[test]
 fn unknown_and_repeated_ids_are_refused_naming_file_and_row() {
     let fx = fixture();
-    let script = format!(
-        "import pyarrow as pa, pyarrow.parquet as pq, sys\n\
+    let script = "import pyarrow as pa, pyarrow.parquet as pq, sys\n\
          t = pq.read_table(sys.argv[1]).replace_schema_metadata(None)\n\
          ids = t.column('image_id').to_pylist()\n\
          bad = ids[:]; bad[5] = 'zzz-unknown'\n\
          pq.write_table(t.set_column(0, 'image_id', pa.array(bad)), sys.argv[2])\n\
          dup = ids[:]; dup[6] = ids[2]\n\
-         pq.write_table(t.set_column(0, 'image_id', pa.array(dup)), sys.argv[3])\n"
-    );
+         pq.write_table(t.set_column(0, 'image_id', pa.array(dup)), sys.argv[3])\n";
     let (unknown, dup) = (fx.work.join("unknown.parquet"), fx.work.join("dup.parquet"));
     util::run_python(&[
         "-c",
-        &script,
+        script,
         &fx.files("cls")[1],
         unknown.to_str().unwrap(),
         dup.to_str().unwrap(),
