@@ -178,6 +178,42 @@ fn a_folder_of_spark_part_files_in_shuffled_order_and_spills() {
     let out = ok(&fx.add("seg_b", &[&glob, "--replace"]));
     assert!(out.contains("30 input rows from 4 file(s)"), "{out}");
     assert_eq!(fx.labels("seg"), fx.labels("seg_b"));
+    // The same folder on S3 (a real server on loopback): listed, hidden
+    // names skipped, read in place.
+    let bucket = crate::s3::bucket("align-src");
+    let loc = must_ds::store::open_location(&format!("{bucket}/spark-out"), false).unwrap();
+    for e in walkdir::WalkDir::new(&dir) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let rel = e
+                .path()
+                .strip_prefix(&dir)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let key = object_store::path::Path::from(format!("{}/{rel}", loc.root));
+            let bytes = std::fs::read(e.path()).unwrap();
+            fx.rt
+                .block_on(object_store::ObjectStoreExt::put(
+                    &loc.store,
+                    &key,
+                    bytes.into(),
+                ))
+                .unwrap();
+        }
+    }
+    let out = ok(&fx.add("seg_b", &[&format!("{bucket}/spark-out/"), "--replace"]));
+    assert!(out.contains("30 input rows from 4 file(s)"), "{out}");
+    let out = ok(&fx.add(
+        "seg_b",
+        &[
+            &format!("{bucket}/spark-out/**/part-*.parquet"),
+            "--replace",
+        ],
+    ));
+    assert!(out.contains("30 input rows from 4 file(s)"), "{out}");
+    assert_eq!(fx.labels("seg"), fx.labels("seg_b"));
 }
 
 #[test]
