@@ -15,9 +15,21 @@ pub struct Moto {
     _server: std::sync::Mutex<std::process::Child>,
 }
 
+/// moto checks a conditional PUT's precondition (`If-None-Match: *`) and
+/// stores the object in two steps, with no lock between them, on a threaded
+/// server: two concurrent creates of one key can both succeed. S3 (and every
+/// store must-ds supports) makes the create atomic, which commits rely on;
+/// the test server serializes PUTs so that it keeps that promise.
 const SERVER: &str = r#"
-import os, sys, time
+import os, sys, time, threading
 from moto.server import ThreadedMotoServer
+from moto.s3.responses import S3Response
+_lock = threading.Lock()
+_put = S3Response._key_response_put
+def _atomic_put(self, *args, **kwargs):
+    with _lock:
+        return _put(self, *args, **kwargs)
+S3Response._key_response_put = _atomic_put
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
 server.start()
 parent = os.getppid()
