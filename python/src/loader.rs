@@ -447,7 +447,7 @@ impl Loader {
                     .running
                     .as_ref()
                     .and_then(|r| r.current())
-                    .is_some_and(|c| c.state().epoch == inner.epoch && c.remaining() == 0);
+                    .is_some_and(|c| c.epoch() == inner.epoch && c.remaining() == 0);
                 if finished {
                     inner.epoch += 1;
                     inner.resume = None;
@@ -488,7 +488,7 @@ impl Loader {
                 running.recycle(b);
             }
             match running.current() {
-                Some(c) if c.state().epoch == epoch && c.remaining() > 0 => {}
+                Some(c) if c.epoch() == epoch && c.remaining() > 0 => {}
                 _ => return Ok(None),
             }
             match running.next() {
@@ -526,7 +526,7 @@ impl Loader {
                 .as_ref()
                 .and_then(|r| r.current())
                 .is_some_and(|c| {
-                    c.state().epoch == epoch && c.remaining() == 0 && inner.yielded.is_some()
+                    c.epoch() == epoch && c.remaining() == 0 && inner.yielded.is_some()
                 });
             let r = inner.ensure_running()?;
             if finished {

@@ -1260,6 +1260,11 @@ impl Loader {
         self.state.clone()
     }
 
+    /// The epoch this loader yields.
+    pub fn epoch(&self) -> u64 {
+        self.state.epoch
+    }
+
     /// Batches this rank yields in the epoch (all of them, from the start).
     pub fn batches_per_epoch(&self) -> u64 {
         self.end
