@@ -261,7 +261,7 @@ enum Command {
     /// for the task yet; one aligned label file committed per shard.
     /// Preprocessing and post-processing follow the task's teacher params.
     ///
-    /// Example: must-ds label /data/corpus --task det --model det.pt --device cuda:0 --worker 3/8
+    /// Example: must-ds label /data/corpus --task det --model det.pt --device cuda:0 --worker auto --steal
     #[cfg(feature = "tch")]
     Label {
         /// Dataset root.
@@ -278,9 +278,23 @@ enum Command {
         /// Only these image shards: K, A..B (inclusive).
         #[arg(long)]
         shards: Option<String>,
-        /// This machine's share, I/N: shards whose id modulo N is I.
+        /// This machine's share, I/N: shards whose id modulo N is I. `auto`
+        /// reads I (and N where the scheduler gives it) from a job array:
+        /// Slurm (SLURM_ARRAY_TASK_ID), a Kubernetes Indexed Job
+        /// (JOB_COMPLETION_INDEX), Google Cloud Batch, AWS Batch, Grid
+        /// Engine, PBS or LSF.
         #[arg(long)]
         worker: Option<String>,
+        /// With --worker auto: the number of workers, where the scheduler
+        /// does not give it (a Kubernetes Job's completions).
+        #[arg(long)]
+        of: Option<u64>,
+        /// Once this worker's share is done, label shards of other shares
+        /// that no one has labeled yet. Two workers may then label one
+        /// shard; the later commit is refused and its work dropped (at most
+        /// one shard per meeting).
+        #[arg(long, requires = "worker")]
+        steal: bool,
         /// Images per model call.
         #[arg(long, default_value_t = 32)]
         batch: usize,
@@ -651,6 +665,8 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
             device,
             shards,
             worker,
+            of,
+            steal,
             batch,
             threads,
             json,
@@ -663,18 +679,13 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                     None => anyhow::bail!("--device {d:?}: use cpu, cuda or cuda:N"),
                 },
             };
-            let worker = match worker {
-                None => None,
-                Some(w) => {
-                    let parsed = w.split_once('/').and_then(|(i, n)| {
-                        Some((i.trim().parse::<u64>().ok()?, n.trim().parse::<u64>().ok()?))
-                    });
-                    match parsed {
-                        Some((i, n)) if n > 0 && i < n => Some((i, n)),
-                        _ => anyhow::bail!("--worker {w:?}: use I/N with 0 <= I < N"),
-                    }
-                }
-            };
+            if of.is_some() && worker.is_none() {
+                anyhow::bail!("--of goes with --worker auto");
+            }
+            let worker = worker
+                .map(|w| crate::teacher::share::parse_worker(&w, of, &|k| std::env::var(k).ok()))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let shards = shards
                 .map(|s| audit::parse_range(&s).map(|(a, b)| a..b + 1))
                 .transpose()?;
@@ -687,6 +698,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
                 shards,
                 worker,
+                steal,
             };
             let mut ds = rt.block_on(Dataset::open(&root))?;
             let bar = audit::bar(0, "images ({per_sec})");
@@ -707,6 +719,17 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                     report.skipped.len(),
                     report.checkpoint
                 )?;
+                if let Some(w) = &report.worker {
+                    writeln!(
+                        out,
+                        "worker {} of {} (from {}); {} shards stolen from other shares, {} lost to another worker's commit",
+                        w.index,
+                        w.count,
+                        w.source,
+                        report.stolen.len(),
+                        report.lost.len()
+                    )?;
+                }
             }
         }
         Command::Bench {

@@ -253,6 +253,13 @@ impl Dataset {
         self.sync_local(rel).await
     }
 
+    /// Deletes a data file this writer uploaded and never committed
+    /// (best effort: a failure leaves an orphan for `vacuum`).
+    pub(crate) async fn delete_data_file(&self, rel: &str) -> Result<()> {
+        self.store.delete(&self.object_path(rel)).await?;
+        Ok(())
+    }
+
     /// On a local folder, flushes the file at `rel` and the folder holding
     /// it to disk (`fsync`), so that what is reported written survives a
     /// power loss. Nothing to do on object stores, whose writes are durable

@@ -36,6 +36,7 @@ use crate::loader::augment::{Geometry, Resizer};
 
 #[cfg(feature = "tch")]
 mod run;
+pub mod share;
 #[cfg(feature = "tch")]
 pub use run::{label, LabelJob, LabelReport};
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use crossbeam_channel as cb;
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
+use super::share::WorkerSlot;
 use super::{postprocess, preprocess, sha256_file, Output, Scratch, TeacherParams};
 use crate::error::{Error, Result};
 use crate::format::{TaskKind, Teacher};
@@ -32,8 +33,11 @@ pub struct LabelJob {
     pub workers: usize,
     /// Only image shards with ids in this range.
     pub shards: Option<Range<u64>>,
-    /// Only image shards with `id % n == i` (`(i, n)`).
-    pub worker: Option<(u64, u64)>,
+    /// Only this worker's share of the image shards (`id % N == I`).
+    pub worker: Option<WorkerSlot>,
+    /// With `worker`: once its own share is done, label shards of other
+    /// shares that no one has labeled yet (see [`super::share`]).
+    pub steal: bool,
 }
 
 /// What a labeling job did.
@@ -41,10 +45,18 @@ pub struct LabelJob {
 pub struct LabelReport {
     /// `sha256:` digest of the model file.
     pub checkpoint: String,
+    /// This job's share, when it had one.
+    pub worker: Option<WorkerSlot>,
     /// Shards labeled and committed by this job.
     pub labeled: Vec<u64>,
-    /// Shards of the selection that already had labels.
+    /// Shards of the selection that already had labels, when the job
+    /// started or when their turn came (labeled by another worker meanwhile).
     pub skipped: Vec<u64>,
+    /// Shards of other workers' shares among `labeled` (`steal`).
+    pub stolen: Vec<u64>,
+    /// Shards this job labeled but another worker committed first: their
+    /// commit was refused and their work dropped.
+    pub lost: Vec<u64>,
     /// Images labeled.
     pub images: u64,
     /// Wall seconds.
@@ -81,7 +93,10 @@ struct Ready {
 
 /// Labels every selected shard of `ds` that has no labels for the task yet,
 /// committing one file per shard; on any error the shard in progress is not
-/// committed (shards committed before stay).
+/// committed (shards committed before stay), so a rerun resumes with the
+/// shards left. Before each shard the dataset is read again, so a shard
+/// another worker labeled meanwhile is skipped; with `steal`, shards of
+/// other shares follow the worker's own.
 pub fn label(
     rt: &tokio::runtime::Handle,
     ds: &mut Dataset,
@@ -111,12 +126,13 @@ pub fn label(
     }
     let mut report = LabelReport {
         checkpoint,
+        worker: job.worker.clone(),
         ..Default::default()
     };
     let mut todo = vec![];
     for (&shard, a) in &ds.snapshot().images {
         let selected = job.shards.as_ref().is_none_or(|r| r.contains(&shard))
-            && job.worker.is_none_or(|(i, n)| n > 0 && shard % n == i);
+            && job.worker.as_ref().is_none_or(|w| w.owns(shard));
         if !selected {
             continue;
         }
@@ -133,7 +149,27 @@ pub fn label(
     if let Some(pb) = progress {
         pb.set_length(todo.iter().map(|t| t.2).sum());
     }
-    if todo.is_empty() {
+    if job.steal && job.worker.is_none() {
+        return Err(teacher_err(
+            None,
+            "steal needs a worker share (--worker I/N or auto): without one, every shard is already this job's",
+        ));
+    }
+    let stealable = |snap: &crate::store::Snapshot, tried: &std::collections::HashSet<u64>| {
+        snap.images
+            .keys()
+            .copied()
+            .filter(|s| job.shards.as_ref().is_none_or(|r| r.contains(s)))
+            .filter(|s| !tried.contains(s))
+            .filter(|&s| !snap.labels.contains_key(&(task.name.clone(), s)))
+            .collect::<std::collections::BTreeSet<u64>>()
+    };
+    let nothing_to_steal = !job.steal
+        || job.worker.as_ref().is_none_or(|w| {
+            w.next_steal(&stealable(ds.snapshot(), &Default::default()))
+                .is_none()
+        });
+    if todo.is_empty() && nothing_to_steal {
         report.seconds = t0.elapsed().as_secs_f64();
         return Ok(report);
     }
@@ -145,12 +181,54 @@ pub fn label(
     let (chunk_tx, chunk_rx) = cb::bounded::<Result<Chunk>>(job.workers.max(1) * 2);
     let (ready_tx, ready_rx) = cb::bounded::<Result<Ready>>(job.workers.max(1) * 2);
     std::thread::scope(|s| -> Result<LabelReport> {
-        // Reader: row groups in order, cut into batches that never span shards.
-        let reader_ds = ds.clone();
+        // Reader: shards in order (its own share, then stolen ones), each
+        // checked against the newest version just before it is read; row
+        // groups in order, cut into batches that never span shards. Returns
+        // the shards found labeled when their turn came and those stolen.
+        let mut reader_ds = ds.clone();
         let todo_r = todo.clone();
-        s.spawn(move || {
+        let stealable = &stealable;
+        let task_name = task.name.as_str();
+        let reader = s.spawn(move || -> (Vec<u64>, Vec<u64>) {
+            let (mut late, mut stolen) = (vec![], vec![]);
+            let mut tried = std::collections::HashSet::new();
+            let mut own = todo_r.into_iter();
             let mut seq = 0;
-            for (shard, groups, _) in todo_r {
+            let send_err = |e| {
+                let _ = chunk_tx.send(Err(e));
+            };
+            loop {
+                if let Err(e) = rt.block_on(reader_ds.refresh()) {
+                    send_err(e);
+                    break;
+                }
+                let snap = reader_ds.snapshot();
+                let next = match own.next() {
+                    Some((shard, ..)) => Some((shard, false)),
+                    None if job.steal => job
+                        .worker
+                        .as_ref()
+                        .and_then(|w| w.next_steal(&stealable(snap, &tried)))
+                        .map(|s| (s, true)),
+                    None => None,
+                };
+                let Some((shard, steal)) = next else { break };
+                tried.insert(shard);
+                if snap.labels.contains_key(&(task_name.to_owned(), shard)) {
+                    late.push(shard);
+                    continue;
+                }
+                let Some(groups) = snap.images.get(&shard).map(|a| a.row_groups.len()) else {
+                    // Removed meanwhile: nothing to label.
+                    late.push(shard);
+                    continue;
+                };
+                if steal {
+                    stolen.push(shard);
+                    if let (Some(pb), Some(a)) = (progress, snap.images.get(&shard)) {
+                        pb.inc_length(a.rows);
+                    }
+                }
                 let mut ids = vec![];
                 let mut images = vec![];
                 for g in 0..groups {
@@ -162,17 +240,17 @@ pub fn label(
                     )) {
                         Ok(rg) => rg,
                         Err(e) => {
-                            let _ = chunk_tx.send(Err(e));
-                            return;
+                            send_err(e);
+                            return (late, stolen);
                         }
                     };
                     for r in rg.images {
                         let Some(img) = r.image else {
-                            let _ = chunk_tx.send(Err(teacher_err(
+                            send_err(teacher_err(
                                 Some(shard),
                                 format!("image {:?} is not embedded", r.image_id),
-                            )));
-                            return;
+                            ));
+                            return (late, stolen);
                         };
                         ids.push(r.image_id);
                         images.push(img);
@@ -186,7 +264,7 @@ pub fn label(
                             };
                             seq += 1;
                             if chunk_tx.send(Ok(c)).is_err() {
-                                return;
+                                return (late, stolen);
                             }
                         }
                     }
@@ -201,9 +279,10 @@ pub fn label(
                 };
                 seq += 1;
                 if chunk_tx.send(Ok(c)).is_err() {
-                    return;
+                    break;
                 }
             }
+            (late, stolen)
         });
         // Workers: decode and preprocess.
         let (w, h) = params.size;
@@ -260,6 +339,10 @@ pub fn label(
                     next += 1;
                     let shard = r.shard;
                     if writer.is_none() {
+                        if !ds.snapshot().images.contains_key(&shard) {
+                            // Added after the job started (stolen).
+                            rt.block_on(ds.refresh())?;
+                        }
                         writer = Some(rt.block_on(LabelWriter::for_shard(ds, &task.name, shard))?);
                     }
                     let wr = writer.as_mut().expect("just set");
@@ -288,21 +371,39 @@ pub fn label(
                     }
                     if r.last {
                         let file = writer.take().expect("open").finish()?;
-                        rt.block_on(ds.add_label_file(&task.name, shard, file, false))?;
-                        report.labeled.push(shard);
+                        match rt.block_on(ds.add_label_file(&task.name, shard, file, false)) {
+                            Ok(_) => report.labeled.push(shard),
+                            // Another worker committed this shard first:
+                            // a lost race, not a failure.
+                            Err(Error::Conflict { .. })
+                                if ds
+                                    .snapshot()
+                                    .labels
+                                    .contains_key(&(task.name.clone(), shard)) =>
+                            {
+                                report.lost.push(shard)
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
-                if report.labeled.len() == todo.len() {
-                    break;
-                }
             }
-            if report.labeled.len() != todo.len() {
+            if !pending.is_empty() || writer.is_some() {
                 return Err(teacher_err(None, "the reading threads stopped early"));
             }
             Ok(())
         })();
         drop(ready_rx);
+        let (late, stolen) = reader
+            .join()
+            .map_err(|_| teacher_err(None, "the reading thread panicked"))?;
         result?;
+        report.skipped.extend(late);
+        report.skipped.sort_unstable();
+        report.stolen = stolen
+            .into_iter()
+            .filter(|s| report.labeled.contains(s))
+            .collect();
         report.seconds = t0.elapsed().as_secs_f64();
         Ok(report.clone())
     })

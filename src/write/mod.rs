@@ -174,9 +174,18 @@ impl Dataset {
         action: Action,
     ) -> Result<Action> {
         self.put_data_file(path, bytes).await?;
-        let commit = self
-            .commit(Transaction::new(operation).with(action))
-            .await?;
+        let commit = match self.commit(Transaction::new(operation).with(action)).await {
+            Ok(c) => c,
+            // Refused for certain (the log holds no commit of this
+            // transaction): the file under its fresh name is this writer's
+            // alone and nothing refers to it, so it goes. Any other error
+            // may hide a commit that landed; then the file stays.
+            Err(e @ (crate::Error::Conflict { .. } | crate::Error::InvalidCommit { .. })) => {
+                let _ = self.delete_data_file(path).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         commit
             .actions
             .into_iter()

@@ -20,6 +20,8 @@ mod python;
 mod s3;
 mod safety;
 mod scale;
+#[cfg(feature = "tch")]
+mod sched;
 mod schemas;
 mod store;
 #[cfg(feature = "tch")]

@@ -16,7 +16,7 @@ use tch::{CModule, IValue, Tensor};
 use crate::util;
 
 /// Writes the test teachers into `dir/models`.
-fn teachers(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn teachers(dir: &Path) -> std::path::PathBuf {
     let models = dir.join("models");
     std::fs::create_dir_all(&models).unwrap();
     let o = std::process::Command::new(util::python())
