@@ -264,3 +264,50 @@ fn label_writers_round_trip_every_kind_aligned_with_nulls() {
     assert!(cov.values().all(|l| l.labeled == 6 && l.rows == 7));
     let _ = Bytes::new();
 }
+
+/// Two writers label one shard at once (two workers that met while
+/// stealing): the first commit wins; the second, whose dataset had not seen
+/// it, uploads its file, is refused at commit, and deletes that file, so the
+/// lost race leaves one label file and no orphan.
+#[test]
+fn a_refused_label_commit_deletes_its_own_file() {
+    let rt = util::rt();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ds = util::dataset_with_images(&rt, dir.path(), 6, 6, 3);
+    let task = tasks().remove(0);
+    rt.block_on(ds.define_task(task.clone())).unwrap();
+    let mut late = rt
+        .block_on(Dataset::open(dir.path().to_str().unwrap()))
+        .unwrap();
+    let file = |ds: &Dataset| {
+        let mut w = rt
+            .block_on(LabelWriter::for_shard(ds, &task.name, 0))
+            .unwrap();
+        for (i, id) in rt
+            .block_on(ds.read_image_ids(0))
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            w.set(id, label_for(&task, i, 8, 8)).unwrap();
+        }
+        w.finish().unwrap()
+    };
+    let (first, second) = (file(&ds), file(&late));
+    let won = rt
+        .block_on(ds.add_label_file(&task.name, 0, first, false))
+        .unwrap();
+    let err = rt
+        .block_on(late.add_label_file(&task.name, 0, second, false))
+        .unwrap_err();
+    assert!(matches!(err, must_ds::Error::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains("already has labels"), "{err}");
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("labels").join(&task.name))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, vec![won.path.rsplit('/').next().unwrap().to_owned()]);
+    assert!(util::must(&["validate", dir.path().to_str().unwrap()])
+        .status
+        .success());
+}
