@@ -143,3 +143,84 @@ fn opening_100k_data_files_takes_a_handful_of_requests() {
     assert_eq!(v["image_shards"], 50_000);
     assert_eq!(v["tasks"]["cls"]["shards_labeled"], 50_000);
 }
+
+#[path = "../../examples/scale/corpus.rs"]
+mod corpus;
+
+/// JFT-300M on paper (`examples/scale` measures the same corpus): 30,000
+/// image shards of 10,000 images, 4 tasks, 150,000 data files. Every rank
+/// opens it from the checkpoint in 3 requests, plans its share of the
+/// whole epoch, and gets its first batch after a number of requests set by
+/// the shuffle buffer and the prefetch budget, not by the dataset's size.
+#[test]
+fn a_300m_image_dataset_opens_plans_and_serves_a_rank() {
+    use must_ds::loader::LoaderBuilder;
+    let (shards, rows) = (30_000u64, 10_000usize);
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = util::rt();
+    let tpl = corpus::template(&rt, &tmp.path().join("template"), rows, 10);
+    let root = tmp.path().join("corpus");
+    corpus::write_log(&root, &tpl, shards, 100);
+    let counting = CountingStore::new(Arc::new(corpus::Redirect::new(&root, &tpl)));
+    let url = root.to_str().unwrap().to_owned();
+    let open = || {
+        rt.block_on(Dataset::open_location(
+            Location {
+                store: Arc::new(counting.clone()),
+                root: Default::default(),
+                url: url.clone(),
+            },
+            None,
+            DatasetOptions::default(),
+        ))
+        .unwrap()
+    };
+    let replayed = open();
+    assert_eq!(replayed.snapshot().images.len() as u64, shards);
+    assert_eq!(replayed.snapshot().labels.len() as u64, 4 * shards);
+    rt.block_on(checkpoint::write(
+        replayed.store().0,
+        replayed.store().1,
+        replayed.snapshot(),
+    ))
+    .unwrap();
+    let world = 256;
+    let k = 4;
+    for rank in [0, world - 1] {
+        counting.reset();
+        let ds = open();
+        assert_eq!(counting.total(), 3, "{:?}", counting.counts());
+        assert_eq!(ds.snapshot(), replayed.snapshot());
+        let mut b = LoaderBuilder::new(ds)
+            .batch_size(32)
+            .output_size(32, 24)
+            .workers(1)
+            .shuffle_row_groups(k)
+            .prefetch_bytes(1 << 20)
+            .rank(rank, world);
+        for t in ["cls", "det", "seg", "depth"] {
+            b = b.task(t, false);
+        }
+        let mut loader = b.build().unwrap();
+        // Row groups are dealt to ranks whole, and `Drop` stops every rank
+        // at the smallest one's last full batch: at most one row group
+        // (1,000 images) a rank is left out of an epoch.
+        let per_rank = shards * rows as u64 / world as u64;
+        let b = loader.batches_per_epoch();
+        assert!(
+            b <= per_rank / 32 && b >= (per_rank - 1000) / 32,
+            "{b} batches"
+        );
+        let batch = loader.next().unwrap().unwrap();
+        assert_eq!(batch.real(), 32);
+        // Opening (3), then per file of the k row groups in the shuffle
+        // buffer and the one fetched ahead: its footer and its column chunks.
+        let bound = 3 + 2 * 5 * (k as u64 + 1);
+        assert!(
+            counting.total() <= bound,
+            "rank {rank}: {} requests before the first batch (bound {bound}): {:?}",
+            counting.total(),
+            counting.counts()
+        );
+    }
+}
