@@ -4,7 +4,8 @@
 # whose libtorch the `tch` feature links), then the Rust suite (unit,
 # integration and doc tests, the tensor conversion included) in release
 # mode, then installs the Python package (`pip install ./python`) and runs
-# its tests (pytest, python/tests), then the example student trainer for
+# its tests (pytest, python/tests: on a local Ray and under torchrun too),
+# then the example student trainer for
 # 200 steps on a demo dataset, in Rust and in Python (each fails unless its losses fall by 40 % and a control run with labels
 # permuted across samples ends clearly worse), and builds the benchmarks so that they
 # keep compiling (`cargo bench --no-run`).
