@@ -19,7 +19,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// One epoch of the four demo tasks (defaults: batch 32, 384×384, augmentation on).
 fn epoch(mut b: LoaderBuilder) {
-    for t in must_ds::cli::demo::demo_tasks() {
+    for t in must_ds::demo::demo_tasks() {
         b = b.task(&t.name, false);
     }
     let mut l = b.build().unwrap();
@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
     });
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("demo");
-    must_ds::cli::demo::build(&root, 700).unwrap();
+    must_ds::demo::build(&root, 700).unwrap();
     let root = root.to_str().unwrap().to_owned();
     g.throughput(Throughput::Elements(672));
     g.bench_function("epoch_700_images_b32_384_4_tasks_2_workers", |b| {
@@ -69,7 +69,7 @@ fn latency(c: &mut Criterion) {
     use must_ds::store::Location;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("demo");
-    must_ds::cli::demo::build(&root, 2000).unwrap();
+    must_ds::demo::build(&root, 2000).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let local = rt.block_on(Dataset::open(root.to_str().unwrap())).unwrap();
     // Every request waits 50 ms first (FaultyStore with no faults: the

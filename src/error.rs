@@ -481,7 +481,7 @@ impl From<object_store::Error> for Error {
 impl Error {
     /// A Parquet error about `file`; its messages are [`sanitize`]d (an
     /// external error may be an object store's, quoting a URL).
-    pub(crate) fn parquet(file: impl Into<String>, source: parquet::errors::ParquetError) -> Self {
+    pub fn parquet(file: impl Into<String>, source: parquet::errors::ParquetError) -> Self {
         use parquet::errors::ParquetError as P;
         let source = match source {
             P::External(e) => P::External(redacted(&*e).unwrap_or(e)),
@@ -497,7 +497,7 @@ impl Error {
         }
     }
     /// An Arrow error about `file`, its messages [`sanitize`]d.
-    pub(crate) fn arrow(file: impl Into<String>, source: arrow_schema::ArrowError) -> Self {
+    pub fn arrow(file: impl Into<String>, source: arrow_schema::ArrowError) -> Self {
         use arrow_schema::ArrowError as A;
         let source = match source {
             A::ExternalError(e) => A::ExternalError(redacted(&*e).unwrap_or(e)),

@@ -69,11 +69,15 @@
 //! * [`teacher`]: the teacher model contract; `teacher::label` (feature
 //!   `tch`) runs TorchScript teachers over shards.
 //! * [`audit`]: statistics per task, validation of every file, rendering.
-//! * [`cli`]: the `must-ds` command.
+//! * [`demo`]: the demo dataset (bundled photos, demonstration teachers),
+//!   the fixture of tests, benchmarks and examples.
+//!
+//! The `must-ds` command (`src/cli`, in the binary) only parses arguments
+//! and calls these modules.
 #![warn(missing_docs)]
 
-pub mod cli;
 pub mod codec;
+pub mod demo;
 pub mod error;
 pub mod format;
 pub mod ingest;

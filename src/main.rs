@@ -20,7 +20,9 @@ fn configure_allocator() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
 }
 
+mod cli;
+
 fn main() {
     configure_allocator();
-    std::process::exit(must_ds::cli::main());
+    std::process::exit(cli::main());
 }

@@ -11,9 +11,9 @@ use futures::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 
-use crate::read::StoreReader;
-use crate::store::{open_location, Dataset};
-use crate::write::{check_label_file, AlignOptions, BoxFormat, LabelAligner};
+use must_ds::read::StoreReader;
+use must_ds::store::{open_location, Dataset};
+use must_ds::write::{check_label_file, AlignOptions, BoxFormat, LabelAligner};
 
 /// The command's arguments.
 pub(crate) struct AddLabelsArgs {
@@ -192,14 +192,14 @@ async fn feed(aligner: &mut LabelAligner<'_>, inputs: &[Input]) -> anyhow::Resul
             Input::Local(p) => {
                 let f = std::fs::File::open(p).with_context(|| format!("reading {name}"))?;
                 let b = ParquetRecordBatchReaderBuilder::try_new(f)
-                    .map_err(|e| crate::Error::parquet(&name, e))?;
-                crate::read::check_footer_counts(b.metadata(), &name)?;
+                    .map_err(|e| must_ds::Error::parquet(&name, e))?;
+                must_ds::read::check_footer_counts(b.metadata(), &name)?;
                 let reader = b
                     .with_batch_size(8192)
                     .build()
-                    .map_err(|e| crate::Error::parquet(&name, e))?;
+                    .map_err(|e| must_ds::Error::parquet(&name, e))?;
                 for batch in reader {
-                    let batch = batch.map_err(|e| crate::Error::arrow(&name, e))?;
+                    let batch = batch.map_err(|e| must_ds::Error::arrow(&name, e))?;
                     aligner.push(&batch, &name, row).await?;
                     row += batch.num_rows();
                 }
@@ -210,14 +210,14 @@ async fn feed(aligner: &mut LabelAligner<'_>, inputs: &[Input]) -> anyhow::Resul
                 let reader = StoreReader::new(store.clone(), path.clone(), Some(*size));
                 let b = ParquetRecordBatchStreamBuilder::new(reader)
                     .await
-                    .map_err(|e| crate::Error::parquet(&name, e))?;
-                crate::read::check_footer_counts(b.metadata(), &name)?;
+                    .map_err(|e| must_ds::Error::parquet(&name, e))?;
+                must_ds::read::check_footer_counts(b.metadata(), &name)?;
                 let mut stream = b
                     .with_batch_size(8192)
                     .build()
-                    .map_err(|e| crate::Error::parquet(&name, e))?;
+                    .map_err(|e| must_ds::Error::parquet(&name, e))?;
                 while let Some(batch) = stream.next().await {
-                    let batch = batch.map_err(|e| crate::Error::parquet(&name, e))?;
+                    let batch = batch.map_err(|e| must_ds::Error::parquet(&name, e))?;
                     aligner.push(&batch, &name, row).await?;
                     row += batch.num_rows();
                 }
@@ -266,7 +266,7 @@ pub(crate) fn run(
             bytes.clone().into(),
             &name,
         ) {
-            let encoded = crate::write::EncodedFile {
+            let encoded = must_ds::write::EncodedFile {
                 bytes: bytes.into(),
                 rows: report.rows,
                 row_groups: report.row_groups,

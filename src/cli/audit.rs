@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use crate::audit::{self, DatasetStats, StatsOptions, Summary, TaskStats, UnitHistogram};
-use crate::redact::{printable, redact};
-use crate::store::Dataset;
+use must_ds::audit::{self, DatasetStats, StatsOptions, Summary, TaskStats, UnitHistogram};
+use must_ds::redact::{printable, redact};
+use must_ds::store::Dataset;
 
 /// Parses `A..B` (inclusive), `A-B` or `K` into an inclusive shard range.
 pub(crate) fn parse_range(s: &str) -> anyhow::Result<(u64, u64)> {

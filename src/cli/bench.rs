@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::loader::{ImageOutput, LabelOptions, LoaderBuilder, MetricsSnapshot, MissingMass};
-use crate::Dataset;
+use must_ds::loader::{ImageOutput, LabelOptions, LoaderBuilder, MetricsSnapshot, MissingMass};
+use must_ds::Dataset;
 
 /// What to measure.
 pub(crate) struct BenchArgs {
@@ -58,11 +58,12 @@ fn decode_alone(
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                let mut rgb = crate::codec::Rgb::default();
+                let mut rgb = must_ds::codec::Rgb::default();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(b) = images.get(i) else { break };
-                    let _ = crate::codec::decode_rgb(b, &mut rgb, crate::codec::max_image_pixels());
+                    let _ =
+                        must_ds::codec::decode_rgb(b, &mut rgb, must_ds::codec::max_image_pixels());
                 }
             });
         }
@@ -100,7 +101,7 @@ pub(crate) fn run(
     let rss = peak_rss();
     let opts = label_options(&a);
     let refs: Vec<&str> = tasks.iter().map(String::as_str).collect();
-    let (read_rows, read_s) = crate::loader::read_alone(&ds, &refs, &opts, a.workers)?;
+    let (read_rows, read_s) = must_ds::loader::read_alone(&ds, &refs, &opts, a.workers)?;
     let (n_dec, t_dec) = decode_alone(&ds, rt, a.workers)?;
     let decode_rate = n_dec as f64 / t_dec;
     let read_rate = read_rows as f64 / read_s;
@@ -118,7 +119,7 @@ pub(crate) fn run(
                 ..a.clone_args()
             };
             let (n, s, _) = epochs(&ds, &single, &one)?;
-            let (rr, rs) = crate::loader::read_alone(&ds, &[t.as_str()], &opts, a.workers)?;
+            let (rr, rs) = must_ds::loader::read_alone(&ds, &[t.as_str()], &opts, a.workers)?;
             let r = n as f64 / s;
             let floor = 1.0 / (1.0 / decode_rate + s_per(rr, rs));
             per_task.push(json!({

@@ -9,12 +9,12 @@ use arrow_array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
-use crate::format::{
+use must_ds::format::{
     logical_type_name, Action, Commit, TaskDef, TaskKind, META_FORMAT_VERSION, META_TABLE,
     META_TASK,
 };
-use crate::redact::{printable, redact};
-use crate::store::{Dataset, Snapshot};
+use must_ds::redact::{printable, redact};
+use must_ds::store::{Dataset, Snapshot};
 
 /// Writes one line of text built from strings of the log or of a file:
 /// control characters (ANSI escapes, `\r`...) are escaped, so that no

@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use crate::format::DatasetInfo;
-use crate::ingest::{collect_inputs, ingest, IngestOptions};
-use crate::store::Dataset;
+use must_ds::format::DatasetInfo;
+use must_ds::ingest::{collect_inputs, ingest, IngestOptions};
+use must_ds::store::Dataset;
 
 const ABOUT: &str = "must-ds: the pseudo-label store of multi-task self-training.
 
@@ -137,7 +137,7 @@ enum Command {
         /// Boxes as x0,y0,x1,y1 pixels (xyxy), x,y,w,h pixels (xywh), or
         /// x0,y0,x1,y1 fractions of the image size (xyxy-normalized).
         #[arg(long, default_value = "xyxy")]
-        box_format: crate::write::BoxFormat,
+        box_format: must_ds::write::BoxFormat,
         /// For a top-k task given all C probabilities: how many to keep.
         #[arg(long, default_value_t = 5)]
         top_k: usize,
@@ -367,7 +367,7 @@ enum Command {
         full_res_maps: bool,
         /// Compression of the mask, confidence and depth columns: zstd, lz4 or none.
         #[arg(long, default_value = "lz4")]
-        blob_codec: crate::write::BlobCodec,
+        blob_codec: must_ds::write::BlobCodec,
     },
 }
 
@@ -375,7 +375,7 @@ enum Command {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     if let Some(n) = cli.max_image_pixels {
-        crate::codec::set_max_image_pixels(n);
+        must_ds::codec::set_max_image_pixels(n);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -466,7 +466,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             let b = bar.clone();
-            let progress: crate::ingest::Progress = std::sync::Arc::new(move |n, bytes| {
+            let progress: must_ds::ingest::Progress = std::sync::Arc::new(move |n, bytes| {
                 b.set_position(n);
                 b.set_message(format!("{:.1} MiB", bytes as f64 / 1048576.0));
             });
@@ -550,7 +550,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
             let lone = target.ends_with(".parquet") && std::path::Path::new(&target).is_file();
             if stats && lone {
                 let bytes = std::fs::read(&target).with_context(|| format!("reading {target}"))?;
-                let st = crate::audit::label_file_stats(bytes.into(), &target)?;
+                let st = must_ds::audit::label_file_stats(bytes.into(), &target)?;
                 if json {
                     writeln!(out, "{}", serde_json::to_string_pretty(&st)?)?;
                 } else {
@@ -561,7 +561,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                     Some(v) => rt.block_on(Dataset::open_at(&target, v))?,
                     None => rt.block_on(Dataset::open(&target))?,
                 };
-                let opts = crate::audit::StatsOptions {
+                let opts = must_ds::audit::StatsOptions {
                     tasks: (!tasks.is_empty()).then_some(tasks),
                     shards: shards.as_deref().map(audit::parse_range).transpose()?,
                     sample,
@@ -596,14 +596,14 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
             seed,
         } => {
             let ds = rt.block_on(Dataset::open(&root))?;
-            let opts = crate::audit::RenderOptions {
+            let opts = must_ds::audit::RenderOptions {
                 tasks: (!tasks.is_empty()).then_some(tasks),
                 panel_height: height,
                 min_score,
             };
             let rendered = match grid {
-                Some(n) => rt.block_on(crate::audit::render_grid(&ds, n, seed, &opts))?,
-                None => rt.block_on(crate::audit::render_sample(
+                Some(n) => rt.block_on(must_ds::audit::render_grid(&ds, n, seed, &opts))?,
+                None => rt.block_on(must_ds::audit::render_sample(
                     &ds,
                     image_id.as_deref(),
                     index,
@@ -635,7 +635,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
             dry_run,
             json,
         } => {
-            let grace = crate::store::vacuum::parse_duration(&older_than).with_context(|| {
+            let grace = must_ds::store::vacuum::parse_duration(&older_than).with_context(|| {
                 format!("--older-than {older_than:?}: use 30s, 15m, 2h, 7d or 1w")
             })?;
             let mut ds = rt.block_on(Dataset::open(&root))?;
@@ -683,13 +683,13 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
                 anyhow::bail!("--of goes with --worker auto");
             }
             let worker = worker
-                .map(|w| crate::teacher::share::parse_worker(&w, of, &|k| std::env::var(k).ok()))
+                .map(|w| must_ds::teacher::share::parse_worker(&w, of, &|k| std::env::var(k).ok()))
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             let shards = shards
                 .map(|s| audit::parse_range(&s).map(|(a, b)| a..b + 1))
                 .transpose()?;
-            let job = crate::teacher::LabelJob {
+            let job = must_ds::teacher::LabelJob {
                 task,
                 model,
                 device,
@@ -703,7 +703,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<i32> {
             let mut ds = rt.block_on(Dataset::open(&root))?;
             let bar = audit::bar(0, "images ({per_sec})");
             let report =
-                crate::teacher::label(rt.handle(), &mut ds, &job, (!json).then_some(&bar))?;
+                must_ds::teacher::label(rt.handle(), &mut ds, &job, (!json).then_some(&bar))?;
             bar.finish_and_clear();
             if json {
                 writeln!(out, "{}", serde_json::to_string(&report)?)?;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
 
-use crate::format::{ClassEncoding, DepthRepresentation, MaskDtype, TaskDef, TaskKind, Teacher};
-use crate::store::Dataset;
+use must_ds::format::{ClassEncoding, DepthRepresentation, MaskDtype, TaskDef, TaskKind, Teacher};
+use must_ds::store::Dataset;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum Kind {
@@ -171,7 +171,7 @@ pub(crate) fn run(
     if model.is_some() || !params.is_empty() {
         let digest = model
             .as_deref()
-            .map(crate::teacher::sha256_file)
+            .map(must_ds::teacher::sha256_file)
             .transpose()?;
         let stem = model
             .as_deref()
@@ -200,7 +200,7 @@ pub(crate) fn run(
             params: p,
         });
         task.validate()?;
-        crate::teacher::TeacherParams::from_task(&task).map_err(anyhow::Error::msg)?;
+        must_ds::teacher::TeacherParams::from_task(&task).map_err(anyhow::Error::msg)?;
     }
     let mut ds = rt.block_on(Dataset::open(&root))?;
     let before = ds.version();

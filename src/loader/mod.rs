@@ -29,7 +29,7 @@
 //! use must_ds::loader::LoaderBuilder;
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let root = dir.path().join("ds");
-//! # must_ds::cli::demo::build(&root, 14).unwrap();
+//! # must_ds::demo::build(&root, 14).unwrap();
 //! // `root` holds a dataset with the four demo tasks.
 //! let mut loader = LoaderBuilder::open(root.to_str().unwrap(), None)
 //!     .task("scene-color", true)

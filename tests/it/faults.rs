@@ -184,7 +184,7 @@ fn a_permanent_failure_names_the_object() {
 fn a_loader_epoch_with_many_failing_requests_is_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("demo");
-    must_ds::cli::demo::build(&root, 70).unwrap();
+    must_ds::demo::build(&root, 70).unwrap();
     let rt = util::rt();
     let epoch = |ds: Dataset| -> Vec<must_ds::loader::Batch> {
         util::with_demo_tasks(must_ds::loader::LoaderBuilder::new(ds))

@@ -15,7 +15,7 @@ use crate::util;
 
 fn demo(dir: &Path, images: usize) -> String {
     let root = dir.join("demo");
-    must_ds::cli::demo::build(&root, images).unwrap();
+    must_ds::demo::build(&root, images).unwrap();
     root.to_str().unwrap().to_owned()
 }
 
@@ -663,7 +663,7 @@ fn full_resolution_maps_stream_with_the_smallest_prefetch_budget() {
     // waits for budget; that must never wait on the batch.
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("full");
-    must_ds::cli::demo::build_with(&root, 70, true, must_ds::write::BlobCodec::default()).unwrap();
+    must_ds::demo::build_with(&root, 70, true, must_ds::write::BlobCodec::default()).unwrap();
     let root = root.to_str().unwrap().to_owned();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -23,7 +23,7 @@ const H: u32 = 40;
 /// 44 rows in row groups of 32, 32, 32 | 32, 12.
 fn demo(dir: &Path, images: usize) -> String {
     let root = dir.join("demo");
-    must_ds::cli::demo::build(&root, images).unwrap();
+    must_ds::demo::build(&root, images).unwrap();
     root.to_str().unwrap().to_owned()
 }
 
@@ -308,7 +308,7 @@ fn a_state_from_another_plan_is_refused_with_a_clear_error() {
         &["seed 11", "seed 12"],
     );
     // The same tasks, the first one required.
-    let names: Vec<String> = must_ds::cli::demo::demo_tasks()
+    let names: Vec<String> = must_ds::demo::demo_tasks()
         .into_iter()
         .map(|t| t.name)
         .collect();

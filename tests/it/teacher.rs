@@ -57,7 +57,7 @@ fn label_runs_teachers_of_every_kind_and_commits_what_they_output() {
     let models = teachers(dir.path());
     let model = |n: &str| models.join(format!("{n}.pt")).to_str().unwrap().to_owned();
     let root = dir.path().join("ds");
-    must_ds::cli::demo::build(&root, 140).unwrap(); // shards 0 (96 rows) and 1 (44)
+    must_ds::demo::build(&root, 140).unwrap(); // shards 0 (96 rows) and 1 (44)
     let r = root.to_str().unwrap();
     let define = |args: &[&str]| {
         let mut a = vec!["task", "define", r];
@@ -307,7 +307,7 @@ fn broken_teachers_fail_naming_the_shard_and_commit_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let models = teachers(dir.path());
     let root = dir.path().join("ds");
-    must_ds::cli::demo::build(&root, 35).unwrap();
+    must_ds::demo::build(&root, 35).unwrap();
     let r = root.to_str().unwrap();
     must_ok(&[
         "task",
@@ -357,7 +357,7 @@ fn a_killed_label_run_restarted_finishes_the_rest() {
     let seg = models.join("seg.pt");
     let seg = seg.to_str().unwrap();
     let template = dir.path().join("template");
-    must_ds::cli::demo::build(&template, 210).unwrap(); // 3 shards
+    must_ds::demo::build(&template, 210).unwrap(); // 3 shards
     let t = template.to_str().unwrap();
     must_ok(&[
         "task",

@@ -9,7 +9,7 @@ use tch::{Device, Kind};
 fn batches_become_named_tensors_with_their_values() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("demo");
-    must_ds::cli::demo::build(&root, 35).unwrap();
+    must_ds::demo::build(&root, 35).unwrap();
     let mut loader =
         crate::util::with_demo_tasks(LoaderBuilder::open(root.to_str().unwrap(), None))
             .batch_size(4)

@@ -161,7 +161,7 @@ pub fn python_example_labels(shard_file: &Path, task: &str, out: &Path) -> Strin
 
 /// Adds the four demo tasks (all optional) to a loader.
 pub fn with_demo_tasks(mut b: must_ds::loader::LoaderBuilder) -> must_ds::loader::LoaderBuilder {
-    for t in must_ds::cli::demo::demo_tasks() {
+    for t in must_ds::demo::demo_tasks() {
         b = b.task(&t.name, false);
     }
     b
