@@ -8,8 +8,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use must_ds::codec::Resizer;
 use must_ds::codec::{decode_rgb, Rgb, DEFAULT_MAX_PIXELS};
-use must_ds::loader::augment::{Crop, Geometry, Resizer};
+use must_ds::loader::augment::{self, Crop};
 use must_ds::loader::plan::Rng;
 use must_ds::loader::LoaderBuilder;
 use must_ds::Dataset;
@@ -45,7 +46,7 @@ fn bench(c: &mut Criterion) {
     let mut rng = Rng::new(&[1]);
     g.bench_function("random_resized_crop_to_384", |b| {
         b.iter(|| {
-            let geo = Geometry::draw(&crop, 0.5, rgb.width, rgb.height, 384, 384, &mut rng);
+            let geo = augment::draw(&crop, 0.5, rgb.width, rgb.height, 384, 384, &mut rng);
             rs.render(&rgb, &geo, 384, 384).unwrap();
         })
     });

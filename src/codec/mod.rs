@@ -5,6 +5,7 @@
 mod arrow;
 mod image;
 mod label;
+pub mod pixels;
 
 pub(crate) use self::arrow::image_ids;
 pub use self::arrow::{batch_to_labels, labels_to_batch, normalize_column, LabelColumns};
@@ -13,3 +14,4 @@ pub use self::image::{
     DEFAULT_MAX_PIXELS,
 };
 pub use self::label::{ClassLabel, DepthMap, Detections, Label, LabelRef, SegMap};
+pub use self::pixels::{to_planar, Geometry, Resizer};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::codec::LabelRef;
 use crate::format::{MaskDtype, TaskDef, TaskKind};
 
-use super::augment::Geometry;
+use crate::codec::Geometry;
 
 /// Pixels of a batch, B×3×H×W.
 #[derive(Debug, Clone, PartialEq)]

@@ -86,7 +86,7 @@ pub use batch::{Batch, Images, LabelOptions, Mask, MissingMass, TaskBatch, TaskD
 pub use plan::Segment;
 
 use crate::codec::Rgb;
-use augment::{Geometry, Resizer};
+use crate::codec::{to_planar, Resizer};
 use plan::{Mixing, PlanOptions, Rng, Unit};
 
 /// How ranks are brought to the same number of batches.
@@ -1501,28 +1501,6 @@ fn clear_image(images: &mut Images, i: usize, hw: usize) {
     }
 }
 
-/// Interleaved RGB rows `w` wide → three planes (`out`), each value through
-/// `f(channel, byte)`, rows mirrored when `flip`.
-pub(crate) fn to_planar<T: Copy>(
-    px: &[u8],
-    out: &mut [T],
-    w: usize,
-    flip: bool,
-    f: impl Fn(usize, u8) -> T,
-) {
-    let hw = px.len() / 3;
-    let (r, rest) = out.split_at_mut(hw);
-    let (g, b) = rest.split_at_mut(hw);
-    for (k, p) in px.chunks_exact(3).enumerate() {
-        (r[k], g[k], b[k]) = (f(0, p[0]), f(1, p[1]), f(2, p[2]));
-    }
-    if flip {
-        for plane in [r, g, b] {
-            plane.chunks_exact_mut(w).for_each(<[T]>::reverse);
-        }
-    }
-}
-
 /// What went wrong with a sample: its image id when known, and why.
 type SampleError = (Option<String>, String);
 
@@ -1612,9 +1590,9 @@ fn fill_sample(
     let mut rng = Rng::new(&[sh.seed, sh.epoch, g.shard, g.first_row + row as u64, 3]);
     let (iw, ih) = (ws.rgb.width, ws.rgb.height);
     let geo = if sh.augment {
-        Geometry::draw(&sh.crop, sh.flip, iw, ih, w, h, &mut rng)
+        augment::draw(&sh.crop, sh.flip, iw, ih, w, h, &mut rng)
     } else {
-        Geometry::draw(&Crop::Resize, 0.0, iw, ih, w, h, &mut rng)
+        augment::draw(&Crop::Resize, 0.0, iw, ih, w, h, &mut rng)
     };
     ws.resizer.render(&ws.rgb, &geo, w, h).map_err(err)?;
     let t2 = Instant::now();

@@ -31,8 +31,8 @@
 
 use crate::codec::{decode_rgb, max_image_pixels, Rgb};
 use crate::codec::{ClassLabel, DepthMap, Detections, Label, SegMap};
+use crate::codec::{Geometry, Resizer};
 use crate::format::{ClassEncoding, MaskDtype, TaskDef, TaskKind, Teacher};
-use crate::loader::augment::{Geometry, Resizer};
 
 #[cfg(feature = "tch")]
 mod run;
@@ -173,17 +173,11 @@ impl TeacherParams {
 
     /// The map from model input pixels to the pixels of a `w`×`h` image.
     pub fn geometry(&self, w: u32, h: u32) -> Geometry {
-        let (iw, ih) = (self.size.0 as f64, self.size.1 as f64);
-        let (w, h) = (w as f64, h as f64);
         match self.resize {
-            ResizePolicy::Stretch => Geometry {
-                x0: 0.0,
-                y0: 0.0,
-                sx: w / iw,
-                sy: h / ih,
-                flip: false,
-            },
+            ResizePolicy::Stretch => Geometry::resize(w, h, self.size.0, self.size.1),
             ResizePolicy::Letterbox => {
+                let (iw, ih) = (self.size.0 as f64, self.size.1 as f64);
+                let (w, h) = (w as f64, h as f64);
                 let s = (iw / w).min(ih / h);
                 let (ox, oy) = ((iw - w * s) / 2.0, (ih - h * s) / 2.0);
                 Geometry {
@@ -219,7 +213,7 @@ pub fn preprocess(
     s.resizer.render(&s.rgb, &g, p.size.0, p.size.1)?;
     let scale = p.std.map(|x| 1.0 / (255.0 * x));
     let off = [0, 1, 2].map(|c| p.mean[c] / p.std[c]);
-    crate::loader::to_planar(s.resizer.output(), out, p.size.0 as usize, false, |c, x| {
+    crate::codec::to_planar(s.resizer.output(), out, p.size.0 as usize, false, |c, x| {
         x as f32 * scale[c] - off[c]
     });
     Ok((w, h))
