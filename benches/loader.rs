@@ -11,8 +11,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use must_ds::codec::Resizer;
 use must_ds::codec::{decode_rgb, Rgb, DEFAULT_MAX_PIXELS};
 use must_ds::loader::augment::{self, Crop};
-use must_ds::loader::plan::Rng;
 use must_ds::loader::LoaderBuilder;
+use must_ds::loader::Rng;
 use must_ds::Dataset;
 
 #[global_allocator]
