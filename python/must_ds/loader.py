@@ -41,7 +41,7 @@ class Loader:
     `prefetch_batches`, `shuffle_row_groups`, `requests_in_flight`,
     `image_output` ("u8", "imagenet" or {"mean": .., "std": ..}),
     `min_score`, `min_confidence`, `missing_mass` ("spread", "renormalize"),
-    `max_boxes`, `on_corrupt` ("fail", "skip"), `balance` ("drop", "pad"),
+    `max_boxes`, `min_box_size` (output pixels), `on_corrupt` ("fail", "skip"), `balance` ("drop", "pad"),
     `weights` ({source: weight}), `epoch_size`.
 
     Each `iter(loader)` is one epoch (the next one after a finished or

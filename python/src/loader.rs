@@ -195,6 +195,7 @@ fn apply(
                 }
             }),
             "min_score" => b.min_score(f(n, v)? as f32),
+            "min_box_size" => b.min_box_size(f(n, v)? as f32),
             "min_confidence" => b.min_confidence(f(n, v)? as f32),
             "missing_mass" => b.missing_mass(match s(n, v)?.as_str() {
                 "spread" => MissingMass::Spread,

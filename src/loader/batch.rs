@@ -217,6 +217,20 @@ pub struct LabelOptions {
     pub min_box_size: f32,
 }
 
+impl Default for LabelOptions {
+    /// Every box and pixel kept, top-k mass spread, the batch's max boxes,
+    /// boxes of at least one output pixel.
+    fn default() -> Self {
+        LabelOptions {
+            min_score: 0.0,
+            min_confidence: 0.0,
+            missing_mass: MissingMass::Spread,
+            max_boxes: None,
+            min_box_size: 1.0,
+        }
+    }
+}
+
 /// One box after augmentation: corners, class, score.
 pub(crate) type BoxOut = ([f32; 4], i64, f32);
 

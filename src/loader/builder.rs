@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::augment::Crop;
-use super::batch::MissingMass;
+use super::batch::{LabelOptions, MissingMass};
 use super::config::{Balance, Config, ImageOutput, LoaderState, Options};
 use super::corrupt::CorruptPolicy;
 use super::epochs::Epochs;
@@ -187,6 +187,20 @@ impl LoaderBuilder {
         self
     }
 
+    /// Boxes narrower or lower than `px` output pixels after the crop are
+    /// dropped (default 1).
+    pub fn min_box_size(mut self, px: f32) -> Self {
+        self.o.labels.min_box_size = px;
+        self
+    }
+
+    /// Every load-time label option at once (see [`LabelOptions`]; each
+    /// also has its own setter).
+    pub fn label_options(mut self, opts: LabelOptions) -> Self {
+        self.o.labels = opts;
+        self
+    }
+
     /// Corrupt data policy (default `Fail`).
     pub fn on_corrupt(mut self, p: CorruptPolicy) -> Self {
         self.o.corrupt = p;
@@ -330,7 +344,14 @@ impl LoaderBuilder {
             if (s.version, s.seed, s.epoch, &s.plan) != want {
                 return bad(format!(
                     "the state is of version {}, seed {}, epoch {}, plan {:?}; this loader has version {}, seed {}, epoch {}, plan {:?}",
-                    s.version, s.seed, s.epoch, s.plan, want.0, want.1, want.2, want.3
+                    s.version,
+                    s.seed,
+                    s.epoch,
+                    s.plan.to_string(),
+                    want.0,
+                    want.1,
+                    want.2,
+                    want.3.to_string()
                 ));
             }
         }

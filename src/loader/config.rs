@@ -8,7 +8,7 @@ use std::ops::Deref;
 use serde::{Deserialize, Serialize};
 
 use super::augment::Crop;
-use super::batch::{LabelOptions, MissingMass};
+use super::batch::LabelOptions;
 use super::corrupt::CorruptPolicy;
 use super::plan::Segment;
 use crate::error::{Error, Result};
@@ -81,6 +81,23 @@ pub struct PlanKey {
     pub epoch_size: Option<u64>,
 }
 
+impl std::fmt::Display for PlanKey {
+    /// The key in one line, as errors show it:
+    /// `b=32;k=4;balance=Drop;required=["cls"];weights=None;epoch_size=None`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "b={};k={};balance={:?};required={:?};weights={:?};epoch_size={:?}",
+            self.batch_size,
+            self.shuffle_row_groups,
+            self.balance,
+            self.required,
+            self.weights,
+            self.epoch_size
+        )
+    }
+}
+
 /// Every option of a loader, as the builder sets them (unchecked).
 #[derive(Debug, Clone)]
 pub(super) struct Options {
@@ -133,13 +150,7 @@ impl Default for Options {
             shuffle_row_groups: 4,
             requests: 8,
             output: ImageOutput::U8,
-            labels: LabelOptions {
-                min_score: 0.0,
-                min_confidence: 0.0,
-                missing_mass: MissingMass::Spread,
-                max_boxes: None,
-                min_box_size: 1.0,
-            },
+            labels: LabelOptions::default(),
             corrupt: CorruptPolicy::Fail,
             balance: Balance::Drop,
             weights: None,

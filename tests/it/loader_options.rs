@@ -1,4 +1,4 @@
-//! Load-time label options (`min_score`, `max_boxes`, `min_confidence`,
+//! Load-time label options (`min_score`, `max_boxes`, `min_box_size`, `min_confidence`,
 //! `MissingMass::Renormalize`), u16 masks end to end, f32 normalized
 //! images, and labels that stay on their pixels with an odd image size and
 //! a map whose size does not divide the image's.
@@ -7,7 +7,9 @@ use std::path::Path;
 
 use must_ds::codec::{ClassLabel, Detections, Label, SegMap};
 use must_ds::format::TaskDef;
-use must_ds::loader::{Batch, ImageOutput, Images, LoaderBuilder, Mask, MissingMass, TaskData};
+use must_ds::loader::{
+    Batch, ImageOutput, Images, LabelOptions, LoaderBuilder, Mask, MissingMass, TaskData,
+};
 use must_ds::write::{ImageShardOptions, ImageShardWriter, LabelWriter};
 use must_ds::Dataset;
 
@@ -205,6 +207,31 @@ fn min_score_drops_boxes_and_max_boxes_keeps_the_top_scoring() {
             }
         }
     }
+}
+
+/// `min_box_size` and `label_options` reach the collation: boxes smaller
+/// than the size after the resize are dropped, and options set at once act
+/// as their setters do.
+#[test]
+fn min_box_size_and_label_options_are_set_through_the_builder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dataset(dir.path());
+    let b = || builder(&root).augment(false);
+    let valid = |l: LoaderBuilder| -> usize {
+        all(l)
+            .iter()
+            .map(|batch| boxes(batch).1.iter().map(Vec::len).sum::<usize>())
+            .sum()
+    };
+    assert_eq!(valid(b().min_box_size(1.0)), 5 * N);
+    // No box of a 64×48 output is 100 pixels wide.
+    assert_eq!(valid(b().min_box_size(100.0)), 0);
+    let opts = LabelOptions {
+        min_score: 0.5,
+        ..LabelOptions::default()
+    };
+    assert_eq!(valid(b().label_options(opts)), valid(b().min_score(0.5)));
+    assert_eq!(valid(b().min_score(0.5)), 3 * N);
 }
 
 fn seg_masks(b: &Batch, task: &str) -> Mask {
