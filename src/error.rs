@@ -222,6 +222,8 @@ pub enum Error {
     },
     /// Loader options that cannot work together, or a state that does not fit them.
     Loader(String),
+    /// An invariant of must-ds itself failed: a bug, never the data's fault.
+    Internal(String),
     /// Parquet could not read or write a file.
     Parquet {
         /// The file.
@@ -370,6 +372,9 @@ impl Error {
                     .unwrap_or_default()
             ),
             Error::Loader(m) => format!("loader: {m}"),
+            Error::Internal(m) => {
+                format!("internal error (a bug in must-ds; please report it): {m}")
+            }
             Error::Parquet { file, source } => format!("{file}: parquet: {source}"),
             Error::Arrow { file, source } => format!("{file}: arrow: {source}"),
             Error::Store { source } => format!("object store: {source}"),

@@ -12,8 +12,8 @@ pub use action::{
     READER_VERSION, WRITER_VERSION,
 };
 pub use schema::{
-    arrow_type_name, image_schema, label_schema, logical_type_name, META_FORMAT_VERSION,
-    META_TABLE, META_TASK,
+    arrow_type_name, check_footer_counts, image_schema, label_schema, logical_type_name,
+    META_FORMAT_VERSION, META_TABLE, META_TASK,
 };
 pub use task::{
     validate_task_name, ClassEncoding, DepthRepresentation, MaskDtype, TaskDef, TaskKind, Teacher,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema};
 
+use crate::error::{Error, Location, Result};
 use crate::format::{ClassEncoding, TaskDef, TaskKind};
 
 /// Key-value metadata key holding the format version (`1`).
@@ -115,4 +116,32 @@ pub fn logical_type_name(dt: &DataType) -> String {
         }
         other => format!("{other:?}"),
     }
+}
+
+/// Refuses a footer whose row counts are negative or add up past 2^63:
+/// readers sum and allocate by them.
+pub fn check_footer_counts(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    file: &str,
+) -> Result<()> {
+    let mut total: i64 = 0;
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        let n = rg.num_rows();
+        total = total.checked_add(n).filter(|_| n >= 0).ok_or_else(|| {
+            Error::value(
+                Location::file(file),
+                format!("the footer says row group {g} has {n} rows"),
+            )
+        })?;
+    }
+    if meta.file_metadata().num_rows() < 0 {
+        return Err(Error::value(
+            Location::file(file),
+            format!(
+                "the footer says the file has {} rows",
+                meta.file_metadata().num_rows()
+            ),
+        ));
+    }
+    Ok(())
 }

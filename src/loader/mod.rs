@@ -74,6 +74,7 @@ use crate::store::Dataset;
 pub mod augment;
 pub mod batch;
 mod builder;
+mod collate;
 mod config;
 mod coordinator;
 mod corrupt;

@@ -1,6 +1,6 @@
 //! The worker stage: one batch job at a time, each sample's image decoded,
 //! augmented and written into its slot with every task's label
-//! ([`batch::Collator`]); a sample that cannot be used is handled by the
+//! ([`Collator`]); a sample that cannot be used is handled by the
 //! corrupt-data policy.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,8 @@ use arrow_array::Array;
 use crossbeam_channel as cb;
 
 use super::augment::{self, Crop};
-use super::batch::{self, Batch, Images};
+use super::batch::{Batch, Images};
+use super::collate::{BoxOut, Collator};
 use super::config::{Config, ImageOutput};
 use super::coordinator::{Job, Slot};
 use super::corrupt::{CorruptPolicy, CorruptReport};
@@ -60,7 +61,7 @@ pub(super) fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result
     let (w, h) = sh.cfg.size;
     let b = sh.cfg.batch_size;
     let hw = (w * h) as usize;
-    let col = batch::Collator {
+    let col = Collator {
         tasks: &sh.tasks,
         opts: &sh.cfg.labels,
         b,
@@ -115,7 +116,7 @@ pub(super) fn build_batch(job: Job, sh: &Shared, ws: &mut WorkerState) -> Result
         (_, ImageOutput::F32 { .. }) => Images::F32(vec![0.0; b * 3 * hw]),
     };
     batch.tasks = col.empty_tasks(Some(std::mem::take(&mut batch.tasks)));
-    let mut boxes: BTreeMap<String, Vec<Vec<batch::BoxOut>>> = BTreeMap::new();
+    let mut boxes: BTreeMap<String, Vec<Vec<BoxOut>>> = BTreeMap::new();
     let mut slots = job.slots.into_iter().enumerate();
     let mut failed = None;
     for (i, slot) in slots.by_ref() {
@@ -208,8 +209,8 @@ fn fill_sample(
     row: usize,
     sh: &Shared,
     ws: &mut WorkerState,
-    col: &batch::Collator<'_>,
-    boxes: &mut BTreeMap<String, Vec<Vec<batch::BoxOut>>>,
+    col: &Collator<'_>,
+    boxes: &mut BTreeMap<String, Vec<Vec<BoxOut>>>,
 ) -> std::result::Result<bool, SampleError> {
     let (w, h) = sh.cfg.size;
     let hw = (w * h) as usize;

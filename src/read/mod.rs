@@ -111,33 +111,7 @@ impl FooterCache {
     }
 }
 
-/// Refuses a footer whose row counts are negative or add up past 2^63:
-/// readers sum and allocate by them.
-pub fn check_footer_counts(
-    meta: &parquet::file::metadata::ParquetMetaData,
-    file: &str,
-) -> Result<()> {
-    let mut total: i64 = 0;
-    for (g, rg) in meta.row_groups().iter().enumerate() {
-        let n = rg.num_rows();
-        total = total.checked_add(n).filter(|_| n >= 0).ok_or_else(|| {
-            Error::value(
-                Location::file(file),
-                format!("the footer says row group {g} has {n} rows"),
-            )
-        })?;
-    }
-    if meta.file_metadata().num_rows() < 0 {
-        return Err(Error::value(
-            Location::file(file),
-            format!(
-                "the footer says the file has {} rows",
-                meta.file_metadata().num_rows()
-            ),
-        ));
-    }
-    Ok(())
-}
+pub use crate::format::check_footer_counts;
 
 /// Image shard columns, all of them.
 pub const IMAGE_COLUMNS: &[&str] = &["image_id", "source", "image", "uri", "width", "height"];

@@ -66,7 +66,7 @@ pub fn decode(bytes: Bytes, version: u64) -> Result<Snapshot> {
     let file = layout::checkpoint_file(version);
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::parquet(&file, e))?;
-    crate::read::check_footer_counts(builder.metadata(), &file)?;
+    crate::format::check_footer_counts(builder.metadata(), &file)?;
     let meta = |key: &str| -> Option<String> {
         builder
             .metadata()

@@ -193,7 +193,7 @@ mod tempfile_dir {
     }
 }
 
-/// The 128-bit hash the index keys ids by (see [`crate::audit`]'s duplicate check).
+/// The 128-bit hash the index keys ids by (the audit's duplicate check keys them the same way).
 pub(crate) fn id_hash(id: &str) -> u128 {
     use std::hash::{Hash, Hasher};
     let mut a = std::hash::DefaultHasher::new();

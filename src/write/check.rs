@@ -37,7 +37,7 @@ pub fn check_label_file(
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::parquet(file, e))?;
     let meta = builder.metadata().clone();
-    crate::read::check_footer_counts(&meta, file)?;
+    crate::format::check_footer_counts(&meta, file)?;
     if let Some(kv) = meta.file_metadata().key_value_metadata() {
         let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
         if let Some(table) = get(META_TABLE) {

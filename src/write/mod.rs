@@ -197,9 +197,8 @@ impl Dataset {
     }
 }
 
+/// The commit that returned holds no action for the file just committed:
+/// `commit` broke its contract (a bug, not a conflict with other writers).
 fn lost_action() -> crate::Error {
-    crate::Error::Conflict {
-        version: 0,
-        reason: "the commit lost its own action".into(),
-    }
+    crate::Error::Internal("the commit returned without the action it was given".into())
 }
