@@ -12,16 +12,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{Field, Schema};
+use arrow_array::{Array, RecordBatch};
 
-use crate::codec::{batch_to_labels, labels_to_batch, ClassLabel, Label, SegMap};
+use crate::codec::{batch_to_labels, ClassLabel, Label};
 use crate::error::{Error, Location, Result};
-use crate::format::{AddLabels, ClassEncoding, MaskDtype, TaskDef, TaskKind};
+use crate::format::{AddLabels, TaskDef};
 use crate::store::Dataset;
 use crate::write::LabelWriter;
+
+mod input;
+mod spill;
 
 /// How boxes are given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -159,38 +160,7 @@ pub struct LabelAligner<'a> {
     targets: Vec<Target>,
     memory: u64,
     report: AlignReport,
-    spill_dir: Option<tempfile_dir::TempDir>,
-}
-
-/// A temporary folder removed on drop (spill files), without a dependency.
-mod tempfile_dir {
-    use std::path::{Path, PathBuf};
-
-    pub struct TempDir(PathBuf);
-
-    impl TempDir {
-        pub fn new(parent: &Path) -> std::io::Result<Self> {
-            let p = parent.join(format!("must-ds-align-{}", uuid::Uuid::new_v4()));
-            std::fs::create_dir_all(&p)?;
-            Ok(Self(p))
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            // Only files this aligner wrote live here.
-            if let Ok(entries) = std::fs::read_dir(&self.0) {
-                for e in entries.flatten() {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-            let _ = std::fs::remove_dir(&self.0);
-        }
-    }
+    spill_dir: Option<spill::TempDir>,
 }
 
 /// The 128-bit hash the index keys ids by (the audit's duplicate check keys them the same way).
@@ -329,82 +299,6 @@ impl<'a> LabelAligner<'a> {
         &self.task
     }
 
-    /// Renames mapped columns and converts alternative encodings to the
-    /// format's columns.
-    fn canonical(
-        &self,
-        batch: &RecordBatch,
-        loc: &Location,
-    ) -> Result<(RecordBatch, TaskDef, bool)> {
-        let mut fields: Vec<Field> = vec![];
-        let mut cols: Vec<ArrayRef> = vec![];
-        let schema = batch.schema();
-        for (to, from) in &self.opts.columns {
-            if schema.column_with_name(from).is_none() {
-                return Err(Error::schema(
-                    loc.clone(),
-                    format!("the mapping {to}={from} names no column of the input ({from:?})"),
-                ));
-            }
-        }
-        let renamed: BTreeMap<&str, &str> = self
-            .opts
-            .columns
-            .iter()
-            .map(|(to, from)| (from.as_str(), to.as_str()))
-            .collect();
-        for (f, c) in schema.fields().iter().zip(batch.columns()) {
-            let name = match renamed.get(f.name().as_str()) {
-                Some(to) => *to,
-                // A column of a mapped name that the mapping replaces.
-                None if self.opts.columns.contains_key(f.name()) => continue,
-                None => f.name().as_str(),
-            };
-            fields.push(f.as_ref().clone().with_name(name));
-            cols.push(c.clone());
-        }
-        let mut task = self.task.clone();
-        let mut dense_for_topk = false;
-        if let TaskKind::Classification {
-            encoding: ClassEncoding::Topk,
-            ..
-        } = &task.kind
-        {
-            let has_classes = fields.iter().any(|f| f.name() == "classes");
-            if !has_classes && fields.iter().any(|f| f.name() == "probs") {
-                // All C probabilities for a top-k task: read as dense, keep the top k.
-                if let TaskKind::Classification { encoding, .. } = &mut task.kind {
-                    *encoding = ClassEncoding::Dense;
-                }
-                dense_for_topk = true;
-            }
-        }
-        if matches!(task.kind, TaskKind::Segmentation { .. })
-            && !fields.iter().any(|f| f.name() == "mask_height")
-        {
-            if let Some(i) = fields.iter().position(|f| f.name() == "mask") {
-                let (mask, h, w) = decode_png_column(&cols[i], &task, loc)?;
-                fields[i] = Field::new("mask", arrow_schema::DataType::Binary, true);
-                cols[i] = mask;
-                fields.push(Field::new(
-                    "mask_height",
-                    arrow_schema::DataType::UInt32,
-                    true,
-                ));
-                cols.push(h);
-                fields.push(Field::new(
-                    "mask_width",
-                    arrow_schema::DataType::UInt32,
-                    true,
-                ));
-                cols.push(w);
-            }
-        }
-        let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
-            .map_err(|e| Error::schema(loc.clone(), e.to_string()))?;
-        Ok((b, task, dense_for_topk))
-    }
-
     /// Takes one batch of input rows; `source` names where they come from
     /// (a file) and `first_row` is the batch's first row in it, for errors.
     /// Shards whose every row is now labeled are written and committed.
@@ -525,60 +419,6 @@ impl<'a> LabelAligner<'a> {
         Ok(())
     }
 
-    /// Writes the pending labels of the largest pending shard to disk.
-    fn spill_largest(&mut self) -> Result<bool> {
-        let Some((t, _)) = self
-            .targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| !t.pending.is_empty())
-            .max_by_key(|(_, t)| t.pending_bytes)
-        else {
-            return Ok(false);
-        };
-        if self.spill_dir.is_none() {
-            let parent = self
-                .opts
-                .spill_dir
-                .clone()
-                .unwrap_or_else(std::env::temp_dir);
-            self.spill_dir = Some(
-                tempfile_dir::TempDir::new(&parent)
-                    .map_err(|e| Error::io(parent.display().to_string(), e))?,
-            );
-        }
-        let dir = self.spill_dir.as_ref().expect("set").path().to_path_buf();
-        let target = &mut self.targets[t];
-        let pending = std::mem::take(&mut target.pending);
-        let path = dir.join(format!("{}-{}.parquet", target.shard, target.spills.len()));
-        let ids: Vec<String> = pending.iter().map(|(r, _)| r.to_string()).collect();
-        let labels: Vec<Option<Label>> = pending.into_iter().map(|(_, l)| Some(l)).collect();
-        let with_conf = labels.iter().any(|l| {
-            matches!(
-                l,
-                Some(Label::Segmentation(SegMap {
-                    confidence: Some(_),
-                    ..
-                }))
-            )
-        });
-        let batch = labels_to_batch(&self.task, &ids, &labels, with_conf)?;
-        let name = path.display().to_string();
-        let file = std::fs::File::create(&path).map_err(|e| Error::io(&name, e))?;
-        let props = parquet::file::properties::WriterProperties::builder()
-            .set_compression(parquet::basic::Compression::LZ4_RAW)
-            .build();
-        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props))
-            .map_err(|e| Error::parquet(&name, e))?;
-        w.write(&batch).map_err(|e| Error::parquet(&name, e))?;
-        w.close().map_err(|e| Error::parquet(&name, e))?;
-        target.spills.push(path);
-        self.memory -= target.pending_bytes;
-        target.pending_bytes = 0;
-        self.report.spills += 1;
-        Ok(true)
-    }
-
     /// Writes and commits target `t`'s file.
     async fn commit(&mut self, t: usize) -> Result<()> {
         let (shard, spills, pending, bytes) = {
@@ -666,77 +506,4 @@ impl<'a> LabelAligner<'a> {
         }
         Ok(self.report)
     }
-}
-
-/// A `mask` column of PNG images → raw masks in the task's dtype with their sizes.
-fn decode_png_column(
-    col: &ArrayRef,
-    task: &TaskDef,
-    loc: &Location,
-) -> Result<(ArrayRef, ArrayRef, ArrayRef)> {
-    use arrow_array::builder::{BinaryBuilder, UInt32Builder};
-    let TaskKind::Segmentation { dtype, .. } = &task.kind else {
-        unreachable!("segmentation only")
-    };
-    let bin = arrow_cast::cast(col, &arrow_schema::DataType::Binary)
-        .map_err(|e| Error::schema(loc.clone(), format!("column \"mask\": {e}")))?;
-    let bin = arrow_array::cast::AsArray::as_binary::<i32>(&bin);
-    let (mut m, mut h, mut w) = (
-        BinaryBuilder::new(),
-        UInt32Builder::new(),
-        UInt32Builder::new(),
-    );
-    for i in 0..bin.len() {
-        if bin.is_null(i) {
-            m.append_null();
-            h.append_null();
-            w.append_null();
-            continue;
-        }
-        let bytes = bin.value(i);
-        let bad = |m: String| Error::value(loc.at(i, None), format!("mask: {m}"));
-        if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-            return Err(bad(
-                "no mask_height/mask_width columns and not a PNG image".into()
-            ));
-        }
-        let mut reader =
-            image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Png);
-        let mut limits = image::Limits::default();
-        limits.max_alloc = Some(crate::codec::max_image_pixels().saturating_mul(2));
-        reader.limits(limits);
-        let img = reader.decode().map_err(|e| bad(format!("PNG: {e}")))?;
-        let (iw, ih) = (img.width(), img.height());
-        let raw: Vec<u8> = match (dtype, img) {
-            (MaskDtype::U8, image::DynamicImage::ImageLuma8(g)) => g.into_raw(),
-            (MaskDtype::U16, image::DynamicImage::ImageLuma8(g)) => g
-                .into_raw()
-                .into_iter()
-                .flat_map(|v| (v as u16).to_le_bytes())
-                .collect(),
-            (MaskDtype::U16, image::DynamicImage::ImageLuma16(g)) => g
-                .into_raw()
-                .into_iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect(),
-            (d, other) => {
-                return Err(bad(format!(
-                "a {:?} PNG for a {} mask (one gray channel expected: 8 bits, or 16 for u16 tasks)",
-                other.color(),
-                match d {
-                    MaskDtype::U8 => "u8",
-                    MaskDtype::U16 => "u16",
-                }
-            )))
-            }
-        };
-        m.append_value(raw);
-        h.append_value(ih);
-        w.append_value(iw);
-    }
-    Ok((
-        Arc::new(m.finish()),
-        Arc::new(h.finish()),
-        Arc::new(w.finish()),
-    ))
 }
