@@ -22,6 +22,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 mod dataset;
 mod dlpack;
 mod loader;
+mod options;
 
 pyo3::create_exception!(
     must_ds,
