@@ -1,5 +1,5 @@
 //! Writer benchmarks: ingest throughput (MB/s of encoded images) and label
-//! writing (rows/s) per task kind. `tools/bench_label_write.py` writes the
+//! writing (rows/s) per task kind. `tools/bench/bench_label_write.py` writes the
 //! same label arrays with pyarrow for the comparison in BENCHMARKS.md.
 
 use std::hint::black_box;
@@ -79,7 +79,7 @@ fn bench_ingest(c: &mut Criterion) {
     g.finish();
 }
 
-/// The label arrays, identical to `tools/bench_label_write.py`.
+/// The label arrays, identical to `tools/bench/bench_label_write.py`.
 pub fn make_labels(kind: &str, rows: usize) -> (TaskDef, Vec<Label>) {
     let task = |j: &str| TaskDef::from_json(j).unwrap();
     match kind {

@@ -16,6 +16,10 @@ python3 -m pip install --quiet --disable-pip-version-check --no-deps facenet-pyt
 export LIBTORCH_USE_PYTORCH=1
 TORCH_LIB="$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The tests that need Python (pyarrow, DuckDB, moto, PyTorch, PyYAML) skip
+# themselves when it is missing; here, with every package just installed,
+# a missing one fails them instead, so that CI never skips a test silently.
+export MUST_DS_REQUIRE_PYTHON=1
 cargo test --release --features tch "$@"
 if [ "$#" -eq 0 ]; then
     # The Python package, installed as a user installs it (maturin builds it

@@ -24,8 +24,8 @@ import must_ds  # noqa: E402
 import must_ds.ray as must_ray  # noqa: E402
 from conftest import REPO, run  # noqa: E402
 
-sys.path.insert(0, str(REPO / "tools"))
-import python_teacher  # noqa: E402  (preprocess, to_label: the preprocessing of tools/python_teacher.py)
+sys.path.insert(0, str(REPO / "tools" / "reference"))
+import python_teacher  # noqa: E402  (preprocess, to_label: the preprocessing of tools/reference/python_teacher.py)
 
 HERE = Path(__file__).resolve().parent
 
@@ -35,7 +35,7 @@ def ray_local():
     if ray.is_initialized():  # pragma: no cover - another module started it
         yield
         return
-    paths = [str(Path(must_ds.__file__).resolve().parents[1]), str(HERE), str(REPO / "tools")]
+    paths = [str(Path(must_ds.__file__).resolve().parents[1]), str(HERE), str(REPO / "tools" / "reference")]
     env = {"PYTHONPATH": os.pathsep.join(paths + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env}, logging_level="WARNING")
     ray_data.DataContext.get_current().enable_progress_bars = False
@@ -154,7 +154,7 @@ PARAMS = {"input_size": 64, "top_k": 3}
 
 class TorchTeacher:
     """A torchvision classifier with random weights (torch.manual_seed(0)),
-    preprocessed as tools/python_teacher.py does (stretch to input_size,
+    preprocessed as tools/reference/python_teacher.py does (stretch to input_size,
     ImageNet mean and std). `fail_on`: raise on the batch holding that
     image id; `bad_on`: give that image probabilities summing over 1;
     `race`: (shard, image_id) -- on that image, first commit labels of the

@@ -1,7 +1,7 @@
 """End-to-end tests of the two Python teachers, run as subprocesses on small
 datasets made in tmp_path, their results read back through must_ds.Dataset:
 
-* tools/python_teacher.py (a torchvision classifier, checked label writer);
+* tools/reference/python_teacher.py (a torchvision classifier, checked label writer);
 * examples/face_teacher.py (MTCNN from facenet-pytorch; skipped, with the
   reason, only when facenet_pytorch cannot be imported).
 
@@ -21,7 +21,7 @@ import pytest
 import must_ds
 from conftest import REPO, tool_env
 
-PYTHON_TEACHER = REPO / "tools" / "python_teacher.py"
+PYTHON_TEACHER = REPO / "tools" / "reference" / "python_teacher.py"
 FACE_TEACHER = REPO / "examples" / "face_teacher.py"
 PHOTOS = REPO / "data" / "photos"
 # The astronaut's face in data/photos/astronaut.jpg (512 x 512), x0, y0, x1, y1.

@@ -137,6 +137,9 @@ fn ok(o: &std::process::Output) -> String {
 
 #[test]
 fn duckdb_output_in_any_order_and_one_row_group_comes_in_aligned() {
+    if util::python_with(&["numpy", "pyarrow", "duckdb"]).is_none() {
+        return;
+    }
     let fx = fixture();
     for task in ["cls", "det", "seg", "depth"] {
         let f = fx.work.join(format!("{task}-duck.parquet"));
@@ -165,6 +168,9 @@ fn duckdb_output_in_any_order_and_one_row_group_comes_in_aligned() {
 
 #[test]
 fn a_folder_of_spark_part_files_in_shuffled_order_and_spills() {
+    if util::python_with(&["numpy", "pyarrow", "moto.server"]).is_none() {
+        return;
+    }
     let fx = fixture();
     let dir = fx.work.join("spark-out");
     fx.write("spark", &dir, &[], "seg");
@@ -182,26 +188,17 @@ fn a_folder_of_spark_part_files_in_shuffled_order_and_spills() {
     // names skipped, read in place.
     let bucket = crate::s3::bucket("align-src");
     let loc = must_ds::store::open_location(&format!("{bucket}/spark-out"), false).unwrap();
-    for e in walkdir::WalkDir::new(&dir) {
-        let e = e.unwrap();
-        if e.file_type().is_file() {
-            let rel = e
-                .path()
-                .strip_prefix(&dir)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_owned();
-            let key = object_store::path::Path::from(format!("{}/{rel}", loc.root));
-            let bytes = std::fs::read(e.path()).unwrap();
-            fx.rt
-                .block_on(object_store::ObjectStoreExt::put(
-                    &loc.store,
-                    &key,
-                    bytes.into(),
-                ))
-                .unwrap();
-        }
+    for p in util::walk(&dir) {
+        let rel = p.strip_prefix(&dir).unwrap().to_str().unwrap().to_owned();
+        let key = object_store::path::Path::from(format!("{}/{rel}", loc.root));
+        let bytes = util::read(&p);
+        fx.rt
+            .block_on(object_store::ObjectStoreExt::put(
+                &loc.store,
+                &key,
+                bytes.into(),
+            ))
+            .unwrap();
     }
     let out = ok(&fx.add("seg_b", &[&format!("{bucket}/spark-out/"), "--replace"]));
     assert!(out.contains("30 input rows from 4 file(s)"), "{out}");
@@ -218,6 +215,9 @@ fn a_folder_of_spark_part_files_in_shuffled_order_and_spills() {
 
 #[test]
 fn unknown_and_repeated_ids_are_refused_naming_file_and_row() {
+    if util::python_with(&["pyarrow"]).is_none() {
+        return;
+    }
     let fx = fixture();
     let script = "import pyarrow as pa, pyarrow.parquet as pq, sys\n\
          t = pq.read_table(sys.argv[1]).replace_schema_metadata(None)\n\
@@ -269,6 +269,9 @@ fn unknown_and_repeated_ids_are_refused_naming_file_and_row() {
 
 #[test]
 fn an_interrupted_run_leaves_whole_shards_and_a_rerun_continues() {
+    if util::python_with(&["pyarrow"]).is_none() {
+        return;
+    }
     let fx = fixture();
     let files = fx.files("det");
     // Part 1: all of shard 0. Part 2: shards 1 and 2, then a bad row.
@@ -329,6 +332,9 @@ fn an_interrupted_run_leaves_whole_shards_and_a_rerun_continues() {
 
 #[test]
 fn mapped_columns_xywh_normalized_dense_top_k_and_png_masks() {
+    if util::python_with(&["numpy", "pyarrow", "PIL"]).is_none() {
+        return;
+    }
     let fx = fixture();
     let f = fx.work.join("mapped.parquet");
     fx.write("mapped-det", &f, &[], "det");

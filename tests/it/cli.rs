@@ -9,6 +9,9 @@ use crate::util;
 
 #[test]
 fn main_commands_work_together() {
+    if util::python_with(&["pyarrow"]).is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let photos = dir.path().join("photos");
     std::fs::create_dir_all(&photos).unwrap();
@@ -160,6 +163,9 @@ fn main_commands_work_together() {
 
 #[test]
 fn demo_builds_four_fully_labeled_tasks() {
+    if util::python_with(&["pyarrow", "duckdb"]).is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("demo");
     let out = util::must(&["demo", root.to_str().unwrap()]);
@@ -188,7 +194,10 @@ fn demo_builds_four_fully_labeled_tasks() {
         .status
         .success());
     let out = util::run_python(&[
-        util::tools().join("check_interop.py").to_str().unwrap(),
+        util::fixture_tools()
+            .join("check_interop.py")
+            .to_str()
+            .unwrap(),
         root.to_str().unwrap(),
     ]);
     let v: Value = serde_json::from_str(&out).unwrap();

@@ -9,14 +9,10 @@ use must_ds::Dataset;
 use crate::util;
 
 fn all_commits(root: &std::path::Path) -> Vec<Commit> {
-    let mut files: Vec<_> = std::fs::read_dir(root.join("_must/log"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = util::list_dir(&root.join("_must/log"));
     files
         .iter()
-        .map(|f| Commit::from_slice(&std::fs::read(f).unwrap(), &f.display().to_string()).unwrap())
+        .map(|f| Commit::from_slice(&util::read(f), &f.display().to_string()).unwrap())
         .collect()
 }
 

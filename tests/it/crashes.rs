@@ -121,9 +121,9 @@ fn killed_writers_lose_nothing_and_leave_only_orphans() {
             .map(|a| a.path.clone())
             .collect();
         let on_disk = || -> BTreeSet<String> {
-            std::fs::read_dir(root.join("images"))
-                .unwrap()
-                .map(|e| format!("images/{}", e.unwrap().file_name().to_string_lossy()))
+            util::list_dir(&root.join("images"))
+                .iter()
+                .map(|p| format!("images/{}", p.file_name().unwrap().to_string_lossy()))
                 .collect()
         };
         let orphans: BTreeSet<String> = on_disk().difference(&referenced).cloned().collect();
@@ -163,11 +163,15 @@ enum Kill {
 }
 
 /// Whole files in `dir` whose names end with `ext` (a store's temporary
-/// files, `name#n`, are not counted).
+/// files, `name#n`, are not counted); 0 while `dir` is not created yet. Any
+/// other error fails the test naming the path.
 fn count(dir: &std::path::Path, ext: &str) -> usize {
-    std::fs::read_dir(dir).map_or(0, |rd| {
-        rd.flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(ext))
-            .count()
-    })
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return 0,
+        Err(e) => panic!("{}: {e}", dir.display()),
+    };
+    rd.map(|e| e.unwrap_or_else(|e| panic!("{}: {e}", dir.display())))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(ext))
+        .count()
 }

@@ -11,17 +11,18 @@ use must_ds::write::check_label_file;
 use must_ds::Snapshot;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::util;
+
 const FILE: &str = "labels/fuzz/part-00000000-0000-0000-0000-000000000000.parquet";
 
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/regressions")
         .join(target);
-    let mut out: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
+    let mut out: Vec<_> = util::list_dir(&dir)
+        .into_iter()
         .map(|p| {
-            let b = std::fs::read(&p).unwrap();
+            let b = util::read(&p);
             (p, b)
         })
         .collect();

@@ -24,6 +24,9 @@ const TASKS: &[&str] = &[
 
 #[test]
 fn pyarrow_and_duckdb_read_what_rust_wrote() {
+    if util::python_with(&["pyarrow", "duckdb"]).is_none() {
+        return;
+    }
     let rt = util::rt();
     let dir = tempfile::tempdir().unwrap();
     let mut ds = util::dataset_with_images(&rt, dir.path(), 10, 5, 2);
@@ -51,7 +54,10 @@ fn pyarrow_and_duckdb_read_what_rust_wrote() {
         }
     }
     let out = util::run_python(&[
-        util::tools().join("check_interop.py").to_str().unwrap(),
+        util::fixture_tools()
+            .join("check_interop.py")
+            .to_str()
+            .unwrap(),
         dir.path().to_str().unwrap(),
     ]);
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -65,6 +71,9 @@ fn pyarrow_and_duckdb_read_what_rust_wrote() {
 
 #[test]
 fn rust_accepts_the_python_reference_writer_and_pyarrow_types() {
+    if util::python_with(&["pyarrow"]).is_none() {
+        return;
+    }
     let rt = util::rt();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("ds");
@@ -173,6 +182,6 @@ fn rust_accepts_the_python_reference_writer_and_pyarrow_types() {
     assert!(Path::new(&py_shard).exists());
 }
 
-// The worked example of a teacher in Python (tools/python_teacher.py, through
+// The worked example of a teacher in Python (tools/reference/python_teacher.py, through
 // the Python package's checked writer) is tested with the package, in
 // python/tests/test_teachers.py.

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::util;
 
+/// The Python modules moto's server needs. A test that calls [`moto`] or
+/// [`bucket`] first returns when `util::python_with(s3::MOTO)` is None.
+pub const MOTO: &[&str] = &["moto.server"];
+
 pub struct Moto {
     pub port: u16,
     /// The server exits by itself when this test process ends.
@@ -49,14 +53,16 @@ fn request(port: u16, head: &str) -> std::io::Result<String> {
 
 /// Starts the server (once) and points the AWS environment variables at it.
 pub fn moto() -> &'static Moto {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(|| {
+    static SERVER_ONCE: OnceLock<Moto> = OnceLock::new();
+    SERVER_ONCE.get_or_init(|| {
+        let python = util::python_with(MOTO)
+            .expect("a test that uses moto checks util::python_with(s3::MOTO) first");
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let server = std::process::Command::new(util::python())
+        let server = std::process::Command::new(python)
             .args(["-c", SERVER, &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -302,9 +302,9 @@ fn a_refused_label_commit_deletes_its_own_file() {
         .unwrap_err();
     assert!(matches!(err, must_ds::Error::Conflict { .. }), "{err}");
     assert!(err.to_string().contains("already has labels"), "{err}");
-    let files: Vec<String> = std::fs::read_dir(dir.path().join("labels").join(&task.name))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    let files: Vec<String> = util::list_dir(&dir.path().join("labels").join(&task.name))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(files, vec![won.path.rsplit('/').next().unwrap().to_owned()]);
     assert!(util::must(&["validate", dir.path().to_str().unwrap()])

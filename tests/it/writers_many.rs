@@ -154,6 +154,9 @@ fn eight_processes_on_a_local_folder() {
 
 #[test]
 fn eight_processes_on_s3() {
+    if util::python_with(crate::s3::MOTO).is_none() {
+        return;
+    }
     let bucket = crate::s3::bucket("many-writers");
     run(&format!("{bucket}/corpus"));
 }

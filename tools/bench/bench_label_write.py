@@ -4,7 +4,7 @@ as a performance-minded user would (numpy arrays turned into Arrow arrays
 without Python loops, one ParquetWriter, ZSTD, no dictionary or statistics
 on blob columns, the same row groups). Prints rows/s per kind as JSON.
 
-    python3 tools/bench_label_write.py [--repeat 5]
+    python3 tools/bench/bench_label_write.py [--repeat 5]
 """
 import argparse
 import io

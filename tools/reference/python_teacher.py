@@ -17,12 +17,12 @@ task's teacher params as `must-ds label` does (input_size, mean, std,
 temperature, top_k; stretch resize). Prints {"task": ..., "labeled_shards": [...]}.
 
     must-ds task define corpus --name py-cls --kind classification --num-classes 10 --teacher resnet18
-    python3 tools/python_teacher.py corpus --task py-cls [--arch resnet18] [--batch 16]
+    python3 tools/reference/python_teacher.py corpus --task py-cls [--arch resnet18] [--batch 16]
 
 `--must` (the must-ds command) is still accepted for older callers and
 ignored: nothing here runs the must-ds binary any more. For the same labels
 written by an independent implementation of the format (pyarrow only) and
-handed to `must-ds add-labels`, see tools/label_writer.py.
+handed to `must-ds add-labels`, see tools/reference/label_writer.py.
 """
 import argparse
 import io
