@@ -1,19 +1,19 @@
 //! Typed labels ↔ Arrow record batches, reading columns by name and logical
-//! type so that files from pyarrow or any other writer are accepted.
+//! type so that files from pyarrow or any other writer are accepted. What is
+//! kind-independent lives here (column normalization, image ids, row errors);
+//! each kind's columns are read and built by its module in `kind/`, which
+//! [`LabelColumns`] and [`labels_to_batch`] dispatch to.
 
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    BinaryBuilder, FixedSizeListBuilder, Float32Builder, ListBuilder, UInt32Builder,
-};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, UInt32Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow_schema::DataType;
+use arrow_schema::{DataType, Schema};
 
-use crate::codec::{ClassLabel, Label, LabelRef};
+use super::kind::{classification, depth, detection, segmentation};
+use crate::codec::{Label, LabelRef};
 use crate::error::{Error, Location, Result};
-use crate::format::{label_schema, logical_type_name, ClassEncoding, TaskDef, TaskKind};
+use crate::format::{label_schema, logical_type_name, TaskDef, TaskKind};
 
 /// Finds column `name`, checks that its logical type is `want`'s, and casts it
 /// to exactly `want`. `Ok(None)` when it is absent and not `required`.
@@ -92,20 +92,6 @@ fn fixed_as_plain_list(name: &str) -> String {
     out
 }
 
-fn column(
-    batch: &RecordBatch,
-    task_schema: &arrow_schema::Schema,
-    name: &str,
-    loc: &Location,
-    required: bool,
-) -> Result<Option<ArrayRef>> {
-    let want = task_schema
-        .field_with_name(name)
-        .map(|f| f.data_type().clone())
-        .map_err(|e| Error::arrow(loc.file.clone(), e))?;
-    normalize_column(batch, name, &want, loc, required)
-}
-
 /// Reads the `image_id` column: Utf8, no nulls.
 pub(crate) fn image_ids(batch: &RecordBatch, loc: &Location) -> Result<StringArray> {
     let col =
@@ -136,31 +122,38 @@ pub fn batch_to_labels(
     Ok((ids, labels))
 }
 
-/// The label columns of one task in a record batch, normalized once, read
-/// row by row as borrowed [`LabelRef`]s (no map is copied).
-pub struct LabelColumns {
-    ids: StringArray,
-    loc: Location,
-    row_offset: usize,
-    cols: Cols,
+/// The columns of a record batch, read by name and normalized to the types
+/// of a task's label schema: what the kinds' decoders find their columns in.
+pub(super) struct BatchColumns<'a> {
+    batch: &'a RecordBatch,
+    schema: Schema,
+    loc: &'a Location,
 }
 
-enum Cols {
-    TopK(ArrayRef, ArrayRef),
-    Dense(ArrayRef),
-    Detection(ArrayRef, ArrayRef, ArrayRef),
-    Map {
-        map: ArrayRef,
-        h: ArrayRef,
-        w: ArrayRef,
-        conf: Option<ArrayRef>,
-        what: &'static str,
-    },
+impl BatchColumns<'_> {
+    /// Column `name`; an error when it is absent or of another type.
+    pub(super) fn required(&self, name: &str) -> Result<ArrayRef> {
+        Ok(self.column(name, true)?.expect("required column"))
+    }
+
+    /// Column `name` when present; an error when it is of another type.
+    pub(super) fn optional(&self, name: &str) -> Result<Option<ArrayRef>> {
+        self.column(name, false)
+    }
+
+    fn column(&self, name: &str, required: bool) -> Result<Option<ArrayRef>> {
+        let want = self
+            .schema
+            .field_with_name(name)
+            .map(|f| f.data_type().clone())
+            .map_err(|e| Error::arrow(self.loc.file.clone(), e))?;
+        normalize_column(self.batch, name, &want, self.loc, required)
+    }
 }
 
 /// The values of list row `i` as a slice of its child (`None` for a null
 /// row); an error when the child has nulls in that range.
-fn list_slice<T: arrow_array::ArrowPrimitiveType>(
+pub(super) fn list_slice<T: arrow_array::ArrowPrimitiveType>(
     list: &arrow_array::ListArray,
     i: usize,
 ) -> std::result::Result<Option<&[T::Native]>, ()> {
@@ -176,6 +169,42 @@ fn list_slice<T: arrow_array::ArrowPrimitiveType>(
     Ok(Some(&child.values()[a..b]))
 }
 
+/// The label columns of one task in a record batch, normalized once, read
+/// row by row as borrowed [`LabelRef`]s (no map is copied).
+pub struct LabelColumns {
+    ids: StringArray,
+    loc: Location,
+    row_offset: usize,
+    cols: Cols,
+}
+
+/// The kind-specific columns: one variant per kind.
+enum Cols {
+    Classification(classification::Columns),
+    Detection(detection::Columns),
+    Segmentation(segmentation::Columns),
+    Depth(depth::Columns),
+}
+
+/// Row `i` of a [`LabelColumns`], for the errors of the kinds' decoders.
+pub(super) struct Row<'a> {
+    /// The row in the batch.
+    pub(super) i: usize,
+    columns: &'a LabelColumns,
+}
+
+impl Row<'_> {
+    /// A value error at this row.
+    pub(super) fn error(&self, reason: impl Into<String>) -> Error {
+        Error::value(self.columns.location(self.i), reason)
+    }
+
+    /// The error for a row that is partly null; `what` says which part.
+    pub(super) fn partly_null(&self, what: &str) -> Error {
+        self.error(format!("row is partly null: {what}"))
+    }
+}
+
 impl LabelColumns {
     /// Finds and normalizes `task`'s columns in `batch` (types checked;
     /// `confidence` read when present). `row_offset` is the batch's first
@@ -188,35 +217,16 @@ impl LabelColumns {
     ) -> Result<Self> {
         let schema = label_schema(task, true);
         let ids = image_ids(batch, loc)?;
-        let req = |name: &str| -> Result<ArrayRef> {
-            Ok(column(batch, &schema, name, loc, true)?.expect("required column"))
-        };
+        let found = BatchColumns { batch, schema, loc };
         let cols = match &task.kind {
-            TaskKind::Classification {
-                encoding: ClassEncoding::Topk,
-                ..
-            } => Cols::TopK(req("classes")?, req("probs")?),
-            TaskKind::Classification {
-                encoding: ClassEncoding::Dense,
-                ..
-            } => Cols::Dense(req("probs")?),
-            TaskKind::Detection { .. } => {
-                Cols::Detection(req("boxes")?, req("classes")?, req("scores")?)
+            TaskKind::Classification { encoding, .. } => {
+                Cols::Classification(classification::Columns::new(&found, *encoding)?)
             }
-            TaskKind::Segmentation { .. } => Cols::Map {
-                map: req("mask")?,
-                h: req("mask_height")?,
-                w: req("mask_width")?,
-                conf: column(batch, &schema, "confidence", loc, false)?,
-                what: "mask",
-            },
-            TaskKind::Depth { .. } => Cols::Map {
-                map: req("depth")?,
-                h: req("depth_height")?,
-                w: req("depth_width")?,
-                conf: None,
-                what: "depth",
-            },
+            TaskKind::Detection { .. } => Cols::Detection(detection::Columns::new(&found)?),
+            TaskKind::Segmentation { .. } => {
+                Cols::Segmentation(segmentation::Columns::new(&found)?)
+            }
+            TaskKind::Depth { .. } => Cols::Depth(depth::Columns::new(&found)?),
         };
         Ok(Self {
             ids,
@@ -249,110 +259,12 @@ impl LabelColumns {
     /// Row `i`'s label (`None` for a null row); an error for a partly null
     /// row. Values are not checked here: see [`LabelRef::check`].
     pub fn get(&self, i: usize) -> Result<Option<LabelRef<'_>>> {
-        let at = || self.location(i);
-        let partial = |what: &str| Error::value(at(), format!("row is partly null: {what}"));
+        let row = Row { i, columns: self };
         match &self.cols {
-            Cols::TopK(c, p) => {
-                let (c, p) = (c.as_list::<i32>(), p.as_list::<i32>());
-                let inner = || Error::value(at(), "null inside classes or probs");
-                match (
-                    list_slice::<UInt32Type>(c, i).map_err(|_| inner())?,
-                    list_slice::<Float32Type>(p, i).map_err(|_| inner())?,
-                ) {
-                    (None, None) => Ok(None),
-                    (Some(classes), Some(probs)) => Ok(Some(LabelRef::TopK { classes, probs })),
-                    _ => Err(partial("one of classes and probs is null")),
-                }
-            }
-            Cols::Dense(p) => {
-                let p = p.as_fixed_size_list();
-                if p.is_null(i) {
-                    return Ok(None);
-                }
-                let n = p.value_length() as usize;
-                let child = p.values().as_primitive::<Float32Type>();
-                let (a, b) = (i * n, (i + 1) * n);
-                if child.null_count() > 0 && (a..b).any(|k| child.is_null(k)) {
-                    return Err(Error::value(at(), "null inside probs"));
-                }
-                Ok(Some(LabelRef::Dense(&child.values()[a..b])))
-            }
-            Cols::Detection(boxes, classes, scores) => {
-                let (bx, c, s) = (
-                    boxes.as_list::<i32>(),
-                    classes.as_list::<i32>(),
-                    scores.as_list::<i32>(),
-                );
-                let nulls = [bx.is_null(i), c.is_null(i), s.is_null(i)];
-                if nulls.iter().all(|x| *x) {
-                    return Ok(None);
-                }
-                if nulls.iter().any(|x| *x) {
-                    return Err(partial("some of boxes, classes and scores are null"));
-                }
-                let inner = || Error::value(at(), "null inside boxes, classes or scores");
-                let off = bx.value_offsets();
-                let (a, b) = (off[i] as usize, off[i + 1] as usize);
-                let fsl = bx.values().as_fixed_size_list();
-                let flat = fsl.values().as_primitive::<Float32Type>();
-                if (fsl.null_count() > 0 && (a..b).any(|k| fsl.is_null(k)))
-                    || (flat.null_count() > 0 && (4 * a..4 * b).any(|k| flat.is_null(k)))
-                {
-                    return Err(inner());
-                }
-                let classes = list_slice::<UInt32Type>(c, i)
-                    .map_err(|_| inner())?
-                    .unwrap_or_default();
-                let scores = list_slice::<Float32Type>(s, i)
-                    .map_err(|_| inner())?
-                    .unwrap_or_default();
-                Ok(Some(LabelRef::Detection {
-                    boxes: &flat.values()[4 * a..4 * b],
-                    classes,
-                    scores,
-                }))
-            }
-            Cols::Map {
-                map,
-                h,
-                w,
-                conf,
-                what,
-            } => {
-                let map = map.as_binary::<i32>();
-                if map.is_null(i) {
-                    return Ok(None);
-                }
-                let (h, w) = (
-                    h.as_primitive::<UInt32Type>(),
-                    w.as_primitive::<UInt32Type>(),
-                );
-                if h.is_null(i) || w.is_null(i) {
-                    return Err(partial(&format!(
-                        "{what} is set but {what}_height or {what}_width is null"
-                    )));
-                }
-                let (height, width) = (h.value(i), w.value(i));
-                Ok(Some(if *what == "depth" {
-                    LabelRef::Depth {
-                        height,
-                        width,
-                        depth: map.value(i),
-                    }
-                } else {
-                    let confidence = conf
-                        .as_ref()
-                        .map(|c| c.as_binary::<i32>())
-                        .filter(|c| !c.is_null(i))
-                        .map(|c| c.value(i));
-                    LabelRef::Segmentation {
-                        height,
-                        width,
-                        mask: map.value(i),
-                        confidence,
-                    }
-                }))
-            }
+            Cols::Classification(c) => c.get(&row),
+            Cols::Detection(c) => c.get(&row),
+            Cols::Segmentation(c) => c.get(&row),
+            Cols::Depth(c) => c.get(&row),
         }
     }
 }
@@ -368,7 +280,6 @@ pub fn labels_to_batch(
 ) -> Result<RecordBatch> {
     let schema = Arc::new(label_schema(task, with_conf));
     let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(ids))];
-    let n = labels.len();
     let mismatch = |i: usize| {
         Error::value(
             Location::file("label writer").at(i, ids.get(i).map(|s| s.as_str())),
@@ -377,166 +288,15 @@ pub fn labels_to_batch(
     };
     match &task.kind {
         TaskKind::Classification {
-            encoding: ClassEncoding::Topk,
-            ..
-        } => {
-            let k: usize = labels
-                .iter()
-                .map(|l| match l {
-                    Some(Label::Classification(ClassLabel::TopK { classes, .. })) => classes.len(),
-                    _ => 0,
-                })
-                .sum();
-            let mut c = ListBuilder::with_capacity(UInt32Builder::with_capacity(k), n);
-            let mut p = ListBuilder::with_capacity(Float32Builder::with_capacity(k), n);
-            for (i, l) in labels.iter().enumerate() {
-                match l {
-                    None => {
-                        c.append_null();
-                        p.append_null();
-                    }
-                    Some(Label::Classification(ClassLabel::TopK { classes, probs })) => {
-                        c.values().append_slice(classes);
-                        c.append(true);
-                        p.values().append_slice(probs);
-                        p.append(true);
-                    }
-                    _ => return Err(mismatch(i)),
-                }
-            }
-            cols.push(Arc::new(c.finish()));
-            cols.push(Arc::new(p.finish()));
-        }
-        TaskKind::Classification {
-            encoding: ClassEncoding::Dense,
+            encoding,
             num_classes,
             ..
-        } => {
-            let k = *num_classes as usize;
-            let mut p = FixedSizeListBuilder::with_capacity(
-                Float32Builder::with_capacity(n * k),
-                k as i32,
-                n,
-            );
-            for (i, l) in labels.iter().enumerate() {
-                match l {
-                    None => {
-                        p.values().append_nulls(k);
-                        p.append(false);
-                    }
-                    Some(Label::Classification(ClassLabel::Dense(probs))) if probs.len() == k => {
-                        p.values().append_slice(probs);
-                        p.append(true);
-                    }
-                    _ => return Err(mismatch(i)),
-                }
-            }
-            cols.push(Arc::new(p.finish()));
-        }
-        TaskKind::Detection { .. } => {
-            let k: usize = labels
-                .iter()
-                .map(|l| match l {
-                    Some(Label::Detection(d)) => d.boxes.len(),
-                    _ => 0,
-                })
-                .sum();
-            let boxes =
-                FixedSizeListBuilder::with_capacity(Float32Builder::with_capacity(4 * k), 4, k);
-            let mut b = ListBuilder::with_capacity(boxes, n);
-            let mut c = ListBuilder::with_capacity(UInt32Builder::with_capacity(k), n);
-            let mut s = ListBuilder::with_capacity(Float32Builder::with_capacity(k), n);
-            for (i, l) in labels.iter().enumerate() {
-                match l {
-                    None => {
-                        b.append_null();
-                        c.append_null();
-                        s.append_null();
-                    }
-                    Some(Label::Detection(d)) => {
-                        for bx in &d.boxes {
-                            b.values().values().append_slice(bx);
-                            b.values().append(true);
-                        }
-                        b.append(true);
-                        c.values().append_slice(&d.classes);
-                        c.append(true);
-                        s.values().append_slice(&d.scores);
-                        s.append(true);
-                    }
-                    _ => return Err(mismatch(i)),
-                }
-            }
-            cols.push(Arc::new(b.finish()));
-            cols.push(Arc::new(c.finish()));
-            cols.push(Arc::new(s.finish()));
-        }
+        } => classification::encode(labels, *encoding, *num_classes, &mut cols, &mismatch)?,
+        TaskKind::Detection { .. } => detection::encode(labels, &mut cols, &mismatch)?,
         TaskKind::Segmentation { .. } => {
-            let bytes: usize = labels
-                .iter()
-                .map(|l| match l {
-                    Some(Label::Segmentation(m)) => m.mask.len(),
-                    _ => 0,
-                })
-                .sum();
-            let mut m = BinaryBuilder::with_capacity(n, bytes);
-            let mut h = UInt32Builder::with_capacity(n);
-            let mut w = UInt32Builder::with_capacity(n);
-            let mut conf = BinaryBuilder::new();
-            for (i, l) in labels.iter().enumerate() {
-                match l {
-                    None => {
-                        m.append_null();
-                        h.append_null();
-                        w.append_null();
-                        conf.append_null();
-                    }
-                    Some(Label::Segmentation(s)) => {
-                        m.append_value(&s.mask);
-                        h.append_value(s.height);
-                        w.append_value(s.width);
-                        conf.append_option(s.confidence.as_ref());
-                    }
-                    _ => return Err(mismatch(i)),
-                }
-            }
-            cols.push(Arc::new(m.finish()));
-            cols.push(Arc::new(h.finish()));
-            cols.push(Arc::new(w.finish()));
-            if with_conf {
-                cols.push(Arc::new(conf.finish()));
-            }
+            segmentation::encode(labels, with_conf, &mut cols, &mismatch)?
         }
-        TaskKind::Depth { .. } => {
-            let bytes: usize = labels
-                .iter()
-                .map(|l| match l {
-                    Some(Label::Depth(d)) => d.depth.len(),
-                    _ => 0,
-                })
-                .sum();
-            let mut d = BinaryBuilder::with_capacity(n, bytes);
-            let mut h = UInt32Builder::with_capacity(n);
-            let mut w = UInt32Builder::with_capacity(n);
-            for (i, l) in labels.iter().enumerate() {
-                match l {
-                    None => {
-                        d.append_null();
-                        h.append_null();
-                        w.append_null();
-                    }
-                    Some(Label::Depth(x)) => {
-                        d.append_value(&x.depth);
-                        h.append_value(x.height);
-                        w.append_value(x.width);
-                    }
-                    _ => return Err(mismatch(i)),
-                }
-            }
-            cols.push(Arc::new(d.finish()));
-            cols.push(Arc::new(h.finish()));
-            cols.push(Arc::new(w.finish()));
-        }
+        TaskKind::Depth { .. } => depth::encode(labels, &mut cols, &mismatch)?,
     }
     RecordBatch::try_new(schema, cols).map_err(|e| Error::arrow("label writer", e))
 }
@@ -544,7 +304,7 @@ pub fn labels_to_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::builder::{ListBuilder, UInt32Builder};
+    use arrow_array::builder::{Float32Builder, ListBuilder, UInt32Builder};
 
     #[test]
     fn fixed_size_lists_map_to_plain_lists() {

@@ -4,7 +4,7 @@
 
 mod arrow;
 mod image;
-mod label;
+mod kind;
 pub mod pixels;
 
 pub(crate) use self::arrow::image_ids;
@@ -13,5 +13,5 @@ pub use self::image::{
     check_pixels, decode_rgb, max_image_pixels, set_max_image_pixels, sniff_image, ImageKind, Rgb,
     DEFAULT_MAX_PIXELS,
 };
-pub use self::label::{ClassLabel, DepthMap, Detections, Label, LabelRef, SegMap};
+pub use self::kind::{ClassLabel, DepthMap, Detections, Label, LabelRef, SegMap};
 pub use self::pixels::{to_planar, Geometry, Resizer};
