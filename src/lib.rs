@@ -5,8 +5,8 @@
 //! pseudo labels once, as aligned Parquet files under a commit log, on a
 //! local folder or any object store; a student then trains on all tasks.
 //!
-//! The on-disk format (v1) is the contract in `FORMAT.md`, with its
-//! machine-readable form in `schemas/`:
+//! The on-disk format (v1) is the contract in `docs/FORMAT.md` in the
+//! repository, with its machine-readable form in `schemas/`:
 //!
 //! * image shards `images/part-<uuid>.parquet` (`image_id`, `source`, the
 //!   encoded `image` or a `uri`, `width`, `height`);
