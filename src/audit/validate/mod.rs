@@ -2,20 +2,24 @@
 //! checksum; every label file is aligned with its shard and holds valid
 //! values; every image decodes to its recorded size. Shards are checked in
 //! parallel, one row group at a time, so memory stays bounded.
+//!
+//! This module walks the dataset (shards in parallel, duplicate image ids
+//! across shards) and reports; `files` checks whole files (existence,
+//! size, checksum, row groups) and `rows` checks them row by row.
+
+mod files;
+mod rows;
 
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::UInt32Type;
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::DataType;
-use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
+use futures::StreamExt;
 use serde::Serialize;
 
-use crate::codec::{batch_to_labels, normalize_column};
+use self::files::{check_bytes, row_count_problem};
+use self::rows::{check_image_group, check_label_group};
+use crate::codec::batch_to_labels;
 use crate::error::{Error, Location, Result};
-use crate::format::{AddImages, AddLabels};
+use crate::format::AddLabels;
 use crate::store::Dataset;
 
 /// One thing wrong, with where it is.
@@ -88,6 +92,8 @@ fn from_error(file: &str, e: Error) -> Problem {
     }
 }
 
+/// The problems of one file, at most [`MAX_PER_FILE`] and a line saying
+/// more were left out.
 struct FileCheck {
     problems: Vec<Problem>,
 }
@@ -105,310 +111,6 @@ impl FileCheck {
             });
         }
     }
-}
-
-/// Streams the file through crc32c; returns its actual size, `None` when
-/// it is missing (reported).
-async fn check_bytes(
-    ds: &Dataset,
-    path: &str,
-    bytes: u64,
-    checksum: &str,
-    out: &mut FileCheck,
-    report: &mut ValidateReport,
-) -> Result<Option<u64>> {
-    let (store, _) = ds.store();
-    let get = match store.get(&ds.object_path(path)).await {
-        Ok(g) => g,
-        Err(object_store::Error::NotFound { .. }) => {
-            out.push(Problem {
-                file: path.into(),
-                row: None,
-                image_id: None,
-                what: "the log names this file but it does not exist".into(),
-            });
-            return Ok(None);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let mut stream = get.into_stream();
-    let mut crc = 0u32;
-    let mut len = 0u64;
-    while let Some(chunk) = stream.try_next().await? {
-        crc = crc32c::crc32c_append(crc, &chunk);
-        len += chunk.len() as u64;
-    }
-    report.bytes += len;
-    let actual = format!("crc32c:{crc:08x}");
-    if len != bytes {
-        out.push(Problem {
-            file: path.into(),
-            row: None,
-            image_id: None,
-            what: format!("size is {len} bytes, the log says {bytes}"),
-        });
-    }
-    if actual != checksum {
-        out.push(Problem {
-            file: path.into(),
-            row: None,
-            image_id: None,
-            what: format!("checksum mismatch: the log says {checksum}, the file has {actual}"),
-        });
-    }
-    Ok(Some(len))
-}
-
-struct GroupImages {
-    ids: Vec<String>,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn check_image_group(
-    ds: &Dataset,
-    a: &AddImages,
-    size: u64,
-    g: usize,
-    first_row: usize,
-    out: &mut FileCheck,
-    report: &mut ValidateReport,
-    decode: bool,
-) -> Option<GroupImages> {
-    // The actual size: a file whose size differs from the log's is still
-    // read as far as it goes, to locate what else is wrong.
-    let batches = match ds
-        .read_batches(&a.path, Some(size), Some(vec![g]), None)
-        .await
-    {
-        Ok(b) => b,
-        Err(e) => {
-            let mut p = from_error(&a.path, e);
-            p.what = format!("row group {g}: {}", p.what);
-            out.push(p);
-            return None;
-        }
-    };
-    let loc = Location::file(&a.path);
-    let mut ids = vec![];
-    let mut jobs = vec![];
-    let mut row = first_row;
-    for b in &batches {
-        match image_columns(b, &loc) {
-            Err(e) => {
-                out.push(from_error(&a.path, e));
-                return None;
-            }
-            Ok((id, image, uri, w, h)) => {
-                for i in 0..b.num_rows() {
-                    let image_id = id.value(i).to_owned();
-                    let at = |what: String| Problem {
-                        file: a.path.clone(),
-                        row: Some(row + i),
-                        image_id: Some(image_id.clone()),
-                        what,
-                    };
-                    let has_image = image.as_ref().is_some_and(|c| !c.is_null(i));
-                    let has_uri = uri.as_ref().is_some_and(|c| !c.is_null(i));
-                    if has_image == has_uri {
-                        out.push(at("exactly one of image and uri must be set".into()));
-                    }
-                    if decode && has_image {
-                        let bytes = bytes::Bytes::copy_from_slice(
-                            image
-                                .as_ref()
-                                .map(|c| c.as_binary::<i32>().value(i))
-                                .unwrap_or_default(),
-                        );
-                        let (w, h) = (w.value(i), h.value(i));
-                        jobs.push((row + i, image_id.clone(), bytes, w, h));
-                    }
-                    ids.push(image_id);
-                }
-                row += b.num_rows();
-            }
-        }
-    }
-    // Decoding is CPU work: off the runtime's threads.
-    let max_pixels = crate::codec::max_image_pixels();
-    let decoded = tokio::task::spawn_blocking(move || {
-        let mut rgb = crate::codec::Rgb::default();
-        jobs.into_iter()
-            .map(|(row, id, bytes, w, h)| {
-                // The loader's decoder and limit: validate is at least as
-                // strict as the loader.
-                let what = match crate::codec::decode_rgb(&bytes, &mut rgb, max_pixels) {
-                    Ok(()) if (rgb.width, rgb.height) != (w, h) => Some(format!(
-                        "decodes to {}x{} but width/height say {w}x{h}",
-                        rgb.width, rgb.height
-                    )),
-                    Ok(()) => None,
-                    Err(e) => Some(format!("image does not decode: {e}")),
-                };
-                (row, id, what)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
-    report.images_decoded += decoded.len() as u64;
-    for (row, id, what) in decoded {
-        if let Some(what) = what {
-            out.push(Problem {
-                file: a.path.clone(),
-                row: Some(row),
-                image_id: Some(id),
-                what,
-            });
-        }
-    }
-    report.rows += ids.len() as u64;
-    Some(GroupImages { ids })
-}
-
-type ImageColumns = (
-    arrow_array::StringArray,
-    Option<arrow_array::ArrayRef>,
-    Option<arrow_array::ArrayRef>,
-    arrow_array::UInt32Array,
-    arrow_array::UInt32Array,
-);
-
-fn image_columns(b: &RecordBatch, loc: &Location) -> Result<ImageColumns> {
-    let ids = crate::codec::image_ids(b, loc)?;
-    let image = normalize_column(b, "image", &DataType::Binary, loc, true)?;
-    let uri = normalize_column(b, "uri", &DataType::Utf8, loc, true)?;
-    let w = normalize_column(b, "width", &DataType::UInt32, loc, true)?
-        .map(|c| c.as_primitive::<UInt32Type>().clone());
-    let h = normalize_column(b, "height", &DataType::UInt32, loc, true)?
-        .map(|c| c.as_primitive::<UInt32Type>().clone());
-    match (w, h) {
-        (Some(w), Some(h)) => Ok((ids, image, uri, w, h)),
-        _ => Err(Error::schema(loc.clone(), "missing width or height")),
-    }
-}
-
-/// Checks row group `g` of a label file; `false` when the file cannot be
-/// read further (reported once).
-#[allow(clippy::too_many_arguments)]
-async fn check_label_group(
-    ds: &Dataset,
-    l: &AddLabels,
-    size: u64,
-    g: usize,
-    first_row: usize,
-    ids: &[String],
-    out: &mut FileCheck,
-    report: &mut ValidateReport,
-) -> bool {
-    let task = match ds.snapshot().task(&l.task) {
-        Ok(t) => t.clone(),
-        Err(e) => {
-            out.push(from_error(&l.path, e));
-            return false;
-        }
-    };
-    let batches = match ds
-        .read_batches(&l.path, Some(size), Some(vec![g]), None)
-        .await
-    {
-        Ok(b) => b,
-        Err(e) => {
-            let mut p = from_error(&l.path, e);
-            p.what = format!("row group {g}: {}", p.what);
-            out.push(p);
-            return false;
-        }
-    };
-    let loc = Location::file(&l.path);
-    let mut row = first_row;
-    let mut got_ids = vec![];
-    for b in &batches {
-        match batch_to_labels(&task, b, &loc, row) {
-            Err(e) => {
-                out.push(from_error(&l.path, e));
-                return false;
-            }
-            Ok((bids, labels)) => {
-                for (i, (id, label)) in bids.iter().zip(&labels).enumerate() {
-                    if let Some(label) = label {
-                        if let Err(what) = label.check(&task) {
-                            out.push(Problem {
-                                file: l.path.clone(),
-                                row: Some(row + i),
-                                image_id: Some(id.clone()),
-                                what,
-                            });
-                        }
-                    }
-                }
-                report.label_rows += bids.len() as u64;
-                row += b.num_rows();
-                got_ids.extend(bids);
-            }
-        }
-    }
-    if got_ids.len() != ids.len() {
-        out.push(Problem {
-            file: l.path.clone(),
-            row: None,
-            image_id: None,
-            what: format!(
-                "not aligned with image shard {}: row group {g} has {} rows, the shard's has {}",
-                l.shard,
-                got_ids.len(),
-                ids.len()
-            ),
-        });
-        return true;
-    }
-    if let Some(i) = (0..ids.len()).find(|&i| got_ids[i] != ids[i]) {
-        out.push(Problem {
-            file: l.path.clone(),
-            row: Some(first_row + i),
-            image_id: Some(got_ids[i].clone()),
-            what: format!(
-                "not aligned with image shard {}: the shard has {:?} at this row",
-                l.shard, ids[i]
-            ),
-        });
-    }
-    true
-}
-
-/// A problem when a file's row groups (`found`, from its footer) differ
-/// from `expected` (the log's, or the image shard's).
-fn row_count_problem(file: &str, found: &[u64], expected: &[u64], whose: &str) -> Option<Problem> {
-    if found == expected {
-        return None;
-    }
-    let total = |v: &[u64]| v.iter().fold(0u64, |a, &n| a.saturating_add(n));
-    let what = if total(found) != total(expected) {
-        format!(
-            "the file has {} rows, {whose} {}",
-            total(found),
-            total(expected)
-        )
-    } else if found.len() != expected.len() {
-        format!(
-            "the file has {} row groups, {whose} {}",
-            found.len(),
-            expected.len()
-        )
-    } else {
-        let g = (0..found.len())
-            .find(|&g| found[g] != expected[g])
-            .unwrap_or_default();
-        format!(
-            "row group {g} has {} rows, {whose} {}",
-            found[g], expected[g]
-        )
-    };
-    Some(Problem {
-        file: file.to_owned(),
-        row: None,
-        image_id: None,
-        what,
-    })
 }
 
 /// Checks one image shard and its label files; also returns the (hashed)

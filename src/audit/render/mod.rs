@@ -1,17 +1,28 @@
 //! `must-ds render`: a picture of one sample with all its labels (boxes
 //! with class names, the segmentation over the image with a legend, the
 //! depth map in a perceptual colormap) or a contact sheet of many.
+//!
+//! Each kind draws in its own module; this one lays out the picture
+//! (panels, captions, legends, the grid), holds the font and the class
+//! colors, and hands each label to its kind.
+
+mod classification;
+mod depth;
+mod detection;
+mod load;
+mod segmentation;
 
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 use image::{imageops, Rgba, RgbaImage};
 use rand::SeedableRng;
 
-use crate::codec::{ClassLabel, Label};
+use self::load::{find, load, locate};
+use crate::codec::Label;
 use crate::error::{Error, Location, Result};
 use crate::format::{TaskDef, TaskKind};
 use crate::store::Dataset;
 
-const FONT: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../../data/fonts/DejaVuSans.ttf");
 
 /// Class colors (tab20-like), by class id modulo its length.
 pub const PALETTE: [[u8; 3]; 20] = [
@@ -37,31 +48,10 @@ pub const PALETTE: [[u8; 3]; 20] = [
     [158, 218, 229],
 ];
 
-/// Viridis at nine stops, for depth.
-const VIRIDIS: [[f32; 3]; 9] = [
-    [68.0, 1.0, 84.0],
-    [71.0, 44.0, 122.0],
-    [59.0, 81.0, 139.0],
-    [44.0, 113.0, 142.0],
-    [33.0, 144.0, 141.0],
-    [39.0, 173.0, 129.0],
-    [92.0, 200.0, 99.0],
-    [170.0, 220.0, 50.0],
-    [253.0, 231.0, 37.0],
-];
-
 /// The color of class `c`.
 pub fn class_color(c: u32) -> Rgba<u8> {
     let [r, g, b] = PALETTE[c as usize % PALETTE.len()];
     Rgba([r, g, b, 255])
-}
-
-fn viridis(t: f32) -> Rgba<u8> {
-    let t = t.clamp(0.0, 1.0) * (VIRIDIS.len() - 1) as f32;
-    let i = (t as usize).min(VIRIDIS.len() - 2);
-    let f = t - i as f32;
-    let c = |k: usize| (VIRIDIS[i][k] * (1.0 - f) + VIRIDIS[i + 1][k] * f) as u8;
-    Rgba([c(0), c(1), c(2), 255])
 }
 
 /// How to render.
@@ -222,6 +212,24 @@ struct Sample {
     locations: Vec<Location>,
 }
 
+/// What a kind's panel is drawn from: the image scaled to the panel.
+struct Canvas<'a> {
+    /// The image at the panel's size.
+    base: &'a RgbaImage,
+    /// Image pixels → panel pixels.
+    scale: f32,
+    text: &'a Text<'a>,
+}
+
+/// Whether a label of this kind gets a panel (counted against
+/// [`MAX_PANELS`]) rather than a line of the caption.
+fn draws_panel(kind: &TaskKind) -> bool {
+    match kind {
+        TaskKind::Classification { .. } => false,
+        TaskKind::Detection { .. } | TaskKind::Segmentation { .. } | TaskKind::Depth { .. } => true,
+    }
+}
+
 fn compose(sample: &Sample, opts: &RenderOptions, text: &Text) -> Rendered {
     let (iw, ih) = (
         sample.image.width().max(1) as f32,
@@ -240,64 +248,34 @@ fn compose(sample: &Sample, opts: &RenderOptions, text: &Text) -> Rendered {
     let mut caption = vec![];
     let mut problems = vec![];
     let mut not_drawn = vec![];
+    let canvas = Canvas {
+        base: &base,
+        scale,
+        text,
+    };
     for (k, (task, label)) in sample.labels.iter().enumerate() {
-        let panel = label.is_some() && !matches!(task.kind, TaskKind::Classification { .. });
-        if panel && panels.len() >= MAX_PANELS {
+        let Some(label) = label else {
+            caption.push(format!("{}: no label", task.name));
+            continue;
+        };
+        if draws_panel(&task.kind) && panels.len() >= MAX_PANELS {
             not_drawn.push(task.name.as_str());
             continue;
         }
         // A label that breaks the rules is not drawn (its sizes index its
         // maps): the caption and `problems` say why.
-        if let Some(Err(reason)) = label.as_ref().map(|l| l.check(task)) {
+        if let Err(reason) = label.check(task) {
             let loc = sample.locations.get(k).cloned().unwrap_or_default();
             caption.push(format!("{}: invalid label ({reason})", task.name));
             problems.push(format!("{loc}: task {:?}: {reason}", task.name));
             continue;
         }
         match (&task.kind, label) {
-            (TaskKind::Classification { .. }, Some(Label::Classification(c))) => {
-                let pairs: Vec<(u32, f32)> = match c {
-                    ClassLabel::TopK { classes, probs } => classes
-                        .iter()
-                        .copied()
-                        .zip(probs.iter().copied())
-                        .take(3)
-                        .collect(),
-                    ClassLabel::Dense(p) => {
-                        let mut v: Vec<(u32, f32)> =
-                            p.iter().enumerate().map(|(i, p)| (i as u32, *p)).collect();
-                        v.sort_by(|a, b| b.1.total_cmp(&a.1));
-                        v.truncate(3);
-                        v
-                    }
-                };
-                let s: Vec<String> = pairs
-                    .iter()
-                    .map(|(c, p)| format!("{} {:.2}", name(task, *c), p))
-                    .collect();
-                caption.push(format!("{}: {}", task.name, s.join(", ")));
+            (TaskKind::Classification { .. }, Label::Classification(c)) => {
+                caption.push(classification::caption(task, c))
             }
-            (TaskKind::Detection { .. }, Some(Label::Detection(d))) => {
-                let mut p = base.clone();
-                let mut legend = vec![];
-                for ((b, &c), &s) in d.boxes.iter().zip(&d.classes).zip(&d.scores) {
-                    if s < opts.min_score {
-                        continue;
-                    }
-                    let col = class_color(c);
-                    let q = |v: f32| (v * scale).round() as i32;
-                    rect(&mut p, q(b[0]), q(b[1]), q(b[2]), q(b[3]), 2, col);
-                    let tag = format!("{} {:.2}", name(task, c), s);
-                    let tw = text.width(&tag, 12.0).min(i32::MAX as u32 / 2) as i32;
-                    // The tag sits above the box, or inside it at the top edge.
-                    let ty = if q(b[1]) >= 15 { q(b[1]) - 15 } else { q(b[1]) };
-                    let tx = q(b[0]).min(w as i32 - tw - 4).max(0);
-                    fill(&mut p, tx, ty, tx + tw + 4, ty.saturating_add(15), col);
-                    text.draw(&mut p, tx + 2, ty, &tag, 12.0, Rgba([255, 255, 255, 255]));
-                    if !legend.iter().any(|(lc, _)| *lc == col) {
-                        legend.push((col, name(task, c)));
-                    }
-                }
+            (TaskKind::Detection { .. }, Label::Detection(d)) => {
+                let (p, legend) = detection::panel(task, d, opts.min_score, &canvas);
                 panels.push((task.name.clone(), p, legend));
             }
             (
@@ -306,59 +284,33 @@ fn compose(sample: &Sample, opts: &RenderOptions, text: &Text) -> Rendered {
                     ignore_index,
                     ..
                 },
-                Some(Label::Segmentation(m)),
+                Label::Segmentation(m),
             ) => {
-                let mut p = base.clone();
-                let values = m.values(dtype.size());
-                let mut present = std::collections::BTreeSet::new();
-                for y in 0..h {
-                    let my = ((y as f32 + 0.5) / h as f32 * m.height as f32) as usize;
-                    for x in 0..w {
-                        let mx = ((x as f32 + 0.5) / w as f32 * m.width as f32) as usize;
-                        let v = values[map_index(my, mx, m.height, m.width)];
-                        if v != *ignore_index {
-                            blend(p.get_pixel_mut(x, y), class_color(v), 0.55);
-                            present.insert(v);
-                        }
-                    }
-                }
-                let legend = present
-                    .into_iter()
-                    .map(|c| (class_color(c), name(task, c)))
-                    .collect();
+                let (p, legend) = segmentation::panel(task, m, *dtype, *ignore_index, &canvas);
                 panels.push((task.name.clone(), p, legend));
             }
-            (TaskKind::Depth { .. }, Some(Label::Depth(d))) => {
-                let vals = d.to_f32();
-                let finite: Vec<f32> = vals.iter().copied().filter(|v| v.is_finite()).collect();
-                let (lo, hi) = finite
-                    .iter()
-                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                        (a.min(v), b.max(v))
-                    });
-                let mut p = RgbaImage::new(w, h);
-                for y in 0..h {
-                    let my = ((y as f32 + 0.5) / h as f32 * d.height as f32) as usize;
-                    for x in 0..w {
-                        let mx = ((x as f32 + 0.5) / w as f32 * d.width as f32) as usize;
-                        let v = vals[map_index(my, mx, d.height, d.width)];
-                        let c = if v.is_finite() {
-                            viridis((v - lo) / (hi - lo).max(1e-6))
-                        } else {
-                            Rgba([128, 128, 128, 255])
-                        };
-                        p.put_pixel(x, y, c);
-                    }
-                }
-                let legend = vec![
-                    (viridis(0.0), format!("{lo:.3}")),
-                    (viridis(1.0), format!("{hi:.3}")),
-                    (Rgba([128, 128, 128, 255]), "NaN".into()),
-                ];
+            (TaskKind::Depth { .. }, Label::Depth(d)) => {
+                let (p, legend) = depth::panel(d, &canvas);
                 panels.push((task.name.clone(), p, legend));
             }
-            (_, None) => caption.push(format!("{}: no label", task.name)),
-            _ => {}
+            // A label of another kind than its task fails `check` above:
+            // nothing to draw.
+            (
+                TaskKind::Classification { .. },
+                Label::Detection(_) | Label::Segmentation(_) | Label::Depth(_),
+            )
+            | (
+                TaskKind::Detection { .. },
+                Label::Classification(_) | Label::Segmentation(_) | Label::Depth(_),
+            )
+            | (
+                TaskKind::Segmentation { .. },
+                Label::Classification(_) | Label::Detection(_) | Label::Depth(_),
+            )
+            | (
+                TaskKind::Depth { .. },
+                Label::Classification(_) | Label::Detection(_) | Label::Segmentation(_),
+            ) => {}
         }
     }
     if !not_drawn.is_empty() {
@@ -421,139 +373,6 @@ fn compose(sample: &Sample, opts: &RenderOptions, text: &Text) -> Rendered {
         panels: out,
         problems,
     }
-}
-
-async fn load(
-    ds: &Dataset,
-    shard: u64,
-    group: usize,
-    row: usize,
-    opts: &RenderOptions,
-) -> Result<Sample> {
-    let snap = ds.snapshot();
-    let tasks: Vec<TaskDef> = match &opts.tasks {
-        Some(n) => n
-            .iter()
-            .map(|t| snap.task(t).cloned())
-            .collect::<Result<_>>()?,
-        None => snap.tasks.values().cloned().collect(),
-    };
-    let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
-    let rg = ds.read_row_group(shard, group, &names, None).await?;
-    let path = snap.shard(shard)?.path.clone();
-    let rec = rg.images.get(row).ok_or_else(|| {
-        Error::value(
-            Location::file(&path),
-            format!(
-                "row group {group} has {} rows, not the row {row} the log promises",
-                rg.images.len()
-            ),
-        )
-    })?;
-    let at = (rg.first_row as usize).saturating_add(row);
-    let loc = Location::file(&path).at(at, Some(&rec.image_id));
-    let bytes = rec.image.as_ref().ok_or_else(|| {
-        Error::value(
-            loc.clone(),
-            "the image is not embedded (uri only); render needs the bytes",
-        )
-    })?;
-    let mut rgb = crate::codec::Rgb::default();
-    crate::codec::decode_rgb(bytes, &mut rgb, crate::codec::max_image_pixels())
-        .map_err(|e| Error::value(loc.clone(), format!("image does not decode: {e}")))?;
-    let image = image::DynamicImage::ImageRgb8(
-        image::RgbImage::from_raw(rgb.width, rgb.height, rgb.data)
-            .ok_or_else(|| Error::value(loc.clone(), "image does not decode"))?,
-    )
-    .to_rgba8();
-    let labels = tasks
-        .iter()
-        .map(|t| {
-            let label = rg
-                .labels
-                .get(&t.name)
-                .and_then(|l| l.get(row))
-                .cloned()
-                .flatten();
-            (t.clone(), label)
-        })
-        .collect();
-    let locations = tasks
-        .iter()
-        .map(|t| {
-            snap.labels.get(&(t.name.clone(), shard)).map_or_else(
-                || loc.clone(),
-                |l| Location::file(&l.path).at(at, Some(&rec.image_id)),
-            )
-        })
-        .collect();
-    Ok(Sample {
-        image_id: rec.image_id.clone(),
-        image,
-        labels,
-        locations,
-    })
-}
-
-/// (shard, row group, row in group) of global row `index`. Row counts come
-/// from the log: sums saturate rather than wrap (a log whose counts add up
-/// past 2^64 has no row past that).
-fn locate(ds: &Dataset, index: u64) -> Result<(u64, usize, usize)> {
-    let snap = ds.snapshot();
-    let mut first = 0u64;
-    for (shard, a) in &snap.images {
-        for (g, &n) in a.row_groups.iter().enumerate() {
-            if index - first < n {
-                let row = usize::try_from(index - first).map_err(|_| {
-                    Error::value(
-                        Location::file(&a.path),
-                        format!(
-                            "row group {g} claims {n} rows, more than this machine can address"
-                        ),
-                    )
-                })?;
-                return Ok((*shard, g, row));
-            }
-            first = first.saturating_add(n);
-        }
-    }
-    Err(Error::value(
-        Location::file(ds.url()),
-        format!("index {index} is past the last row ({first} rows)"),
-    ))
-}
-
-/// Finds `image_id` by reading the image id column of each shard in turn.
-async fn find(ds: &Dataset, image_id: &str) -> Result<(u64, usize, usize)> {
-    for (shard, a) in &ds.snapshot().images {
-        let ids = ds.read_image_ids(*shard).await?;
-        if let Some(pos) = ids.iter().position(|i| i == image_id) {
-            let mut first = 0usize;
-            for (g, &n) in a.row_groups.iter().enumerate() {
-                let n = usize::try_from(n).unwrap_or(usize::MAX);
-                if pos - first < n {
-                    return Ok((*shard, g, pos - first));
-                }
-                first = first.saturating_add(n);
-            }
-            return Err(Error::value(
-                Location {
-                    image_id: Some(image_id.into()),
-                    ..Location::file(&a.path)
-                },
-                format!(
-                    "the image is row {pos} of the file, past the {first} rows its row groups have in the log"
-                ),
-            ));
-        }
-    }
-    Err(Error::value(
-        Location {
-            image_id: Some(image_id.into()),
-            ..Location::file(ds.url())
-        },
-        "no such image_id in the dataset",
-    ))
 }
 
 /// Renders one sample, chosen by image id or by global row index.
