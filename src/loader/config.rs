@@ -233,3 +233,48 @@ impl Deref for Config {
         &self.o
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The resume key is saved as named fields, compared field by field,
+    /// and shown in errors in one line.
+    #[test]
+    fn the_plan_key_is_typed_in_the_saved_state() {
+        let mut o = Options::default();
+        o.tasks = vec![("cls".into(), true), ("seg".into(), false)];
+        o.balance = Balance::Pad;
+        o.weights = Some(BTreeMap::from([("jft".to_string(), 2.0)]));
+        let key = o.plan_key();
+        let state = LoaderState {
+            version: 3,
+            seed: 7,
+            epoch: 1,
+            plan: key.clone(),
+            segments: vec![],
+        };
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(
+            json["plan"],
+            serde_json::json!({
+                "batch_size": 32, "shuffle_row_groups": 4, "balance": "pad",
+                "required": ["cls"], "weights": {"jft": 2.0}, "epoch_size": null
+            })
+        );
+        let back: LoaderState = serde_json::from_value(json).unwrap();
+        assert_eq!(back, state);
+        let mut other = o.clone();
+        other.batch_size = 16;
+        assert_ne!(other.plan_key(), key);
+        // Options that do not shape the plan leave the key alone.
+        other = o.clone();
+        other.workers = 7;
+        other.flip = 0.0;
+        assert_eq!(other.plan_key(), key);
+        assert_eq!(
+            key.to_string(),
+            r#"b=32;k=4;balance=Pad;required=["cls"];weights=Some({"jft": 2.0});epoch_size=None"#
+        );
+    }
+}
