@@ -242,10 +242,12 @@ mod tests {
     /// and shown in errors in one line.
     #[test]
     fn the_plan_key_is_typed_in_the_saved_state() {
-        let mut o = Options::default();
-        o.tasks = vec![("cls".into(), true), ("seg".into(), false)];
-        o.balance = Balance::Pad;
-        o.weights = Some(BTreeMap::from([("jft".to_string(), 2.0)]));
+        let o = Options {
+            tasks: vec![("cls".into(), true), ("seg".into(), false)],
+            balance: Balance::Pad,
+            weights: Some(BTreeMap::from([("jft".to_string(), 2.0)])),
+            ..Options::default()
+        };
         let key = o.plan_key();
         let state = LoaderState {
             version: 3,

@@ -61,6 +61,9 @@ fn one_of_each_action() -> Vec<Action> {
     all
 }
 
+/// An action's fields and the optional ones among them.
+type FieldSets = (BTreeSet<String>, BTreeSet<String>);
+
 #[test]
 fn actions_match_schemas_and_code() {
     let text = doc();
@@ -71,8 +74,7 @@ fn actions_match_schemas_and_code() {
         .unwrap_or_else(|| panic!("{DOC} has no table with | action | fields | … |"));
     assert_eq!(t.header[1], "fields", "{}", t.at());
     // name → (fields, optional fields); None for `task` (section 4 has them).
-    let mut in_doc: BTreeMap<String, Option<(BTreeSet<String>, BTreeSet<String>)>> =
-        BTreeMap::new();
+    let mut in_doc: BTreeMap<String, Option<FieldSets>> = BTreeMap::new();
     for r in &t.rows {
         let name = plain(&r[0]);
         let mut fields = BTreeSet::new();
