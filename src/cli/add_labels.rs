@@ -15,18 +15,42 @@ use must_ds::read::StoreReader;
 use must_ds::store::{open_location, Dataset};
 use must_ds::write::{check_label_file, AlignOptions, BoxFormat, LabelAligner};
 
-/// The command's arguments.
+#[derive(clap::Args, Debug)]
 pub(crate) struct AddLabelsArgs {
-    pub root: String,
-    pub task: String,
-    pub shard: Option<u64>,
-    pub paths: Vec<String>,
-    pub replace: bool,
-    pub skip_labeled: bool,
-    pub map: Vec<String>,
-    pub box_format: BoxFormat,
-    pub top_k: usize,
-    pub memory_mib: u64,
+    /// Dataset root.
+    root: String,
+    /// Task name.
+    #[arg(long)]
+    task: String,
+    /// Only this image shard (default: every shard, matched by image_id).
+    #[arg(long)]
+    shard: Option<u64>,
+    /// Parquet files, folders of part files (Hive partition folders
+    /// included; names starting with `.` or `_` skipped) or globs (`*`,
+    /// `?`, `**`), local or on a store (s3://…).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<String>,
+    /// Replace labels the shards already have for this task.
+    #[arg(long, conflicts_with = "skip_labeled")]
+    replace: bool,
+    /// Leave shards that already have labels for this task as they are.
+    #[arg(long)]
+    skip_labeled: bool,
+    /// Column names of the input: COLUMN=INPUT_COLUMN, comma separated
+    /// (e.g. boxes=pred_boxes,scores=conf,image_id=key).
+    #[arg(long, value_delimiter = ',', value_name = "COLUMN=INPUT")]
+    map: Vec<String>,
+    /// Boxes as x0,y0,x1,y1 pixels (xyxy), x,y,w,h pixels (xywh), or
+    /// x0,y0,x1,y1 fractions of the image size (xyxy-normalized).
+    #[arg(long, default_value = "xyxy")]
+    box_format: BoxFormat,
+    /// For a top-k task given all C probabilities: how many to keep.
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// MiB of labels held for shards not complete yet before the
+    /// largest is spilled to a temporary file.
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    memory: u64,
 }
 
 /// One input file.
@@ -293,7 +317,7 @@ pub(crate) fn run(
         columns,
         box_format: a.box_format,
         top_k: a.top_k,
-        memory_bytes: a.memory_mib.saturating_mul(1 << 20),
+        memory_bytes: a.memory.saturating_mul(1 << 20),
         spill_dir: None,
     };
     let report = rt.block_on(async {

@@ -11,20 +11,47 @@ use must_ds::loader::{ImageOutput, LabelOptions, LoaderBuilder, MetricsSnapshot,
 use must_ds::Dataset;
 
 /// What to measure.
+#[derive(clap::Args, Debug, Clone)]
 pub(crate) struct BenchArgs {
-    pub root: String,
-    pub tasks: Vec<String>,
-    pub batch_size: usize,
-    pub size: u32,
-    pub workers: usize,
-    pub epochs: u64,
-    pub f32: bool,
-    pub no_augment: bool,
-    pub decode_only: bool,
-    pub label_stride: u32,
-    pub min_confidence: f32,
-    pub per_task: bool,
-    pub json: bool,
+    /// Dataset root.
+    root: String,
+    /// Tasks to load (repeat; default all).
+    #[arg(long = "task")]
+    tasks: Vec<String>,
+    /// Samples per batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Output side in pixels (square).
+    #[arg(long, default_value_t = 384)]
+    size: u32,
+    /// Decode threads (default: the cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Epochs to run.
+    #[arg(long, default_value_t = 1)]
+    epochs: u64,
+    /// Images as normalized f32 instead of u8.
+    #[arg(long)]
+    f32: bool,
+    /// Augmentation off (whole image resized).
+    #[arg(long)]
+    no_augment: bool,
+    /// Only decode the images, no loader.
+    #[arg(long)]
+    decode_only: bool,
+    /// Dense labels at 1/N of the output size (1, 2, 4 or 8).
+    #[arg(long, default_value_t = 1)]
+    label_stride: u32,
+    /// Segmentation pixels under this confidence become ignore_index
+    /// (reads the confidence column when above 0).
+    #[arg(long, default_value_t = 0.0)]
+    min_confidence: f32,
+    /// Also run each task alone and report it against its floor.
+    #[arg(long)]
+    per_task: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Peak resident memory of this process, in bytes (Linux), else 0.
@@ -76,9 +103,10 @@ pub(crate) fn run(
     rt: &tokio::runtime::Runtime,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
+    let workers = a.workers.unwrap_or_else(super::cores);
     let ds = rt.block_on(Dataset::open(&a.root))?;
     if a.decode_only {
-        let (n_dec, t_dec) = decode_alone(&ds, rt, a.workers)?;
+        let (n_dec, t_dec) = decode_alone(&ds, rt, workers)?;
         let decode_rate = n_dec as f64 / t_dec;
         if a.json {
             writeln!(
@@ -87,7 +115,7 @@ pub(crate) fn run(
                 json!({"decode_images": n_dec, "decode_s": t_dec, "decode_images_per_s": decode_rate})
             )?;
         } else {
-            writeln!(out, "decode alone: {n_dec} images in {t_dec:.2} s = {decode_rate:.0} images/s ({} threads)", a.workers)?;
+            writeln!(out, "decode alone: {n_dec} images in {t_dec:.2} s = {decode_rate:.0} images/s ({} threads)", workers)?;
         }
         return Ok(());
     }
@@ -96,13 +124,13 @@ pub(crate) fn run(
     } else {
         a.tasks.clone()
     };
-    let (samples, secs, m) = epochs(&ds, &a, &tasks)?;
+    let (samples, secs, m) = epochs(&ds, &a, &tasks, workers)?;
     // Peak memory of the loader, before the comparisons hold data in memory.
     let rss = peak_rss();
     let opts = label_options(&a);
     let refs: Vec<&str> = tasks.iter().map(String::as_str).collect();
-    let (read_rows, read_s) = must_ds::loader::read_alone(&ds, &refs, &opts, a.workers)?;
-    let (n_dec, t_dec) = decode_alone(&ds, rt, a.workers)?;
+    let (read_rows, read_s) = must_ds::loader::read_alone(&ds, &refs, &opts, workers)?;
+    let (n_dec, t_dec) = decode_alone(&ds, rt, workers)?;
     let decode_rate = n_dec as f64 / t_dec;
     let read_rate = read_rows as f64 / read_s;
     let rate = samples as f64 / secs;
@@ -116,10 +144,10 @@ pub(crate) fn run(
             let one = vec![t.clone()];
             let single = BenchArgs {
                 epochs: 1,
-                ..a.clone_args()
+                ..a.clone()
             };
-            let (n, s, _) = epochs(&ds, &single, &one)?;
-            let (rr, rs) = must_ds::loader::read_alone(&ds, &[t.as_str()], &opts, a.workers)?;
+            let (n, s, _) = epochs(&ds, &single, &one, workers)?;
+            let (rr, rs) = must_ds::loader::read_alone(&ds, &[t.as_str()], &opts, workers)?;
             let r = n as f64 / s;
             let floor = 1.0 / (1.0 / decode_rate + s_per(rr, rs));
             per_task.push(json!({
@@ -140,7 +168,7 @@ pub(crate) fn run(
                 "overhead_vs_decode": overhead,
                 "overhead_vs_floor": over_floor,
                 "peak_rss_bytes": rss,
-                "batch_size": a.batch_size, "size": a.size, "workers": a.workers, "tasks": tasks,
+                "batch_size": a.batch_size, "size": a.size, "workers": workers, "tasks": tasks,
                 "label_stride": a.label_stride,
                 "last_epoch": m,
                 "per_task": per_task,
@@ -157,7 +185,7 @@ pub(crate) fn run(
         a.size,
         a.label_stride,
         tasks.join(","),
-        a.workers
+        workers
     )?;
     writeln!(out, "loader:        {rate:.0} samples/s ({secs:.2} s)")?;
     writeln!(
@@ -208,29 +236,20 @@ fn label_options(a: &BenchArgs) -> LabelOptions {
     }
 }
 
-impl BenchArgs {
-    fn clone_args(&self) -> BenchArgs {
-        BenchArgs {
-            root: self.root.clone(),
-            tasks: self.tasks.clone(),
-            ..*self
-        }
-    }
-}
-
-/// Runs `a.epochs` epochs of the loader over `tasks`: (samples, seconds, the
+/// Runs `a.epochs` epochs of the loader over `tasks` with `workers` threads: (samples, seconds, the
 /// last epoch's metrics).
 fn epochs(
     ds: &Dataset,
     a: &BenchArgs,
     tasks: &[String],
+    workers: usize,
 ) -> anyhow::Result<(u64, f64, MetricsSnapshot)> {
     let mut b = LoaderBuilder::new(ds.clone())
         .batch_size(a.batch_size)
         .output_size(a.size, a.size)
         .label_stride(a.label_stride)
         .min_confidence(a.min_confidence)
-        .workers(a.workers)
+        .workers(workers)
         .augment(!a.no_augment);
     if a.f32 {
         b = b.image_output(ImageOutput::IMAGENET);

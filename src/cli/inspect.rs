@@ -1,20 +1,96 @@
 //! `must-ds inspect`: a dataset summary from its snapshot alone (no data
-//! file is read), or one lone Parquet file from its footer and metadata.
+//! file is read), or one lone Parquet file from its footer and metadata
+//! ([`file`]); with `--stats`, statistics of the labels ([`stats`]).
+
+mod file;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Context;
-use arrow_array::Array;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
-use must_ds::format::{
-    logical_type_name, Action, Commit, TaskDef, TaskKind, META_FORMAT_VERSION, META_TABLE,
-    META_TASK,
-};
+use must_ds::audit::{label_file_stats, StatsOptions};
+use must_ds::format::{TaskDef, TaskKind};
 use must_ds::redact::{printable, redact};
 use must_ds::store::{Dataset, Snapshot};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct InspectArgs {
+    /// Dataset root, or a .parquet file of a dataset.
+    target: String,
+    /// Open this version instead of the latest.
+    #[arg(long)]
+    version: Option<u64>,
+    /// Print JSON for machines.
+    #[arg(long)]
+    json: bool,
+    /// Read the labels: class histograms, score, box, pixel and depth distributions, coverage.
+    #[arg(long)]
+    stats: bool,
+    /// With --stats: only this task (repeat for more).
+    #[arg(long = "task")]
+    tasks: Vec<String>,
+    /// With --stats: only image shards in this range (K, A..B, A-B; inclusive).
+    #[arg(long)]
+    shards: Option<String>,
+    /// With --stats: a uniform sample of this many rows instead of all.
+    #[arg(long)]
+    sample: Option<u64>,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+pub(crate) fn run(
+    a: InspectArgs,
+    rt: &tokio::runtime::Runtime,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let target = &a.target;
+    let lone = target.ends_with(".parquet") && std::path::Path::new(target).is_file();
+    if a.stats && lone {
+        let bytes = std::fs::read(target).with_context(|| format!("reading {target}"))?;
+        let st = label_file_stats(bytes.into(), target)?;
+        if a.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&st)?)?;
+        } else {
+            stats::print_stats(&st, out)?;
+        }
+        return Ok(());
+    }
+    if lone {
+        let s = file::summarize_file(target)?;
+        if a.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
+        } else {
+            file::print_file(&s, out)?;
+        }
+        return Ok(());
+    }
+    let ds = match a.version {
+        Some(v) => rt.block_on(Dataset::open_at(target, v))?,
+        None => rt.block_on(Dataset::open(target))?,
+    };
+    if a.stats {
+        let opts = StatsOptions {
+            tasks: (!a.tasks.is_empty()).then_some(a.tasks),
+            shards: a.shards.as_deref().map(super::parse_range).transpose()?,
+            sample: a.sample,
+            seed: a.seed,
+            parallel: 4,
+        };
+        return stats::stats(&ds, opts, a.json, rt, out);
+    }
+    let s = summarize(ds.url(), ds.snapshot());
+    if a.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
+    } else {
+        print_summary(&s, out)?;
+    }
+    Ok(())
+}
 
 /// Writes one line of text built from strings of the log or of a file:
 /// control characters (ANSI escapes, `\r`...) are escaped, so that no
@@ -116,7 +192,7 @@ pub fn summarize(url: &str, snap: &Snapshot) -> DatasetSummary {
     }
 }
 
-fn mib(b: u64) -> String {
+pub(crate) fn mib(b: u64) -> String {
     match b {
         0..1024 => format!("{b} B"),
         1024..1048576 => format!("{:.1} KiB", b as f64 / 1024.0),
@@ -246,269 +322,6 @@ pub fn print_summary(s: &DatasetSummary, out: &mut impl Write) -> std::io::Resul
                 mib(t.bytes)
             ),
         )?;
-    }
-    Ok(())
-}
-
-/// Summary of a lone Parquet file.
-#[derive(Debug, Serialize)]
-pub struct FileSummary {
-    /// The file.
-    pub file: String,
-    /// `must.table`.
-    pub table: Option<String>,
-    /// `must.format_version`.
-    pub format_version: Option<String>,
-    /// `must.task`, for label files.
-    pub task: Option<TaskDef>,
-    /// Rows.
-    pub rows: u64,
-    /// Rows per row group.
-    pub row_groups: Vec<u64>,
-    /// File size.
-    pub bytes: u64,
-    /// Columns and their logical types.
-    pub columns: BTreeMap<String, String>,
-    /// Non-null label rows (label files).
-    pub labeled: Option<u64>,
-    /// Rows per source (image shards).
-    pub sources: Option<BTreeMap<String, u64>>,
-}
-
-fn summarize_file(path: &str) -> anyhow::Result<FileSummary> {
-    let shown = printable(&redact(path));
-    let bytes = std::fs::read(path).with_context(|| format!("reading {shown}"))?;
-    let len = bytes.len() as u64;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-        .with_context(|| format!("{shown}: not a readable Parquet file"))?;
-    let meta = builder.metadata().clone();
-    let kv = |k: &str| {
-        meta.file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone()))
-    };
-    let task: Option<TaskDef> = match kv(META_TASK) {
-        Some(t) => Some(
-            serde_json::from_str(&t)
-                .with_context(|| format!("{shown}: {META_TASK} is not a task definition"))?,
-        ),
-        None => None,
-    };
-    let columns = builder
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| (f.name().clone(), logical_type_name(f.data_type())))
-        .collect();
-    let table = kv(META_TABLE);
-    // Count labeled rows (or sources) from one small column only.
-    let key_col = match (&table.as_deref(), &task) {
-        (Some("images"), _) => Some("source"),
-        (_, Some(t)) => Some(match &t.kind {
-            TaskKind::Classification { .. } => "probs",
-            TaskKind::Detection { .. } => "scores",
-            TaskKind::Segmentation { .. } => "mask_height",
-            TaskKind::Depth { .. } => "depth_height",
-        }),
-        _ => None,
-    };
-    let mut labeled = None;
-    let mut sources = None;
-    if let Some(col) = key_col {
-        if let Some(idx) = builder
-            .schema()
-            .fields()
-            .iter()
-            .position(|f| f.name() == col)
-        {
-            let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [idx]);
-            let reader = builder.with_projection(mask).build()?;
-            let mut count = 0u64;
-            let mut by_source = BTreeMap::new();
-            for batch in reader {
-                let batch = batch.with_context(|| format!("{shown}: reading column {col}"))?;
-                let arr = batch.column(0);
-                count = count.saturating_add((arr.len() - arr.null_count()) as u64);
-                if col == "source" {
-                    let arr = arrow_cast::cast(arr, &arrow_schema::DataType::Utf8)?;
-                    let arr = arrow_array::cast::AsArray::as_string::<i32>(&arr);
-                    for s in arr.iter().flatten() {
-                        let e = by_source.entry(s.to_owned()).or_insert(0u64);
-                        *e = e.saturating_add(1);
-                    }
-                }
-            }
-            if col == "source" {
-                sources = Some(by_source)
-            } else {
-                labeled = Some(count)
-            }
-        }
-    }
-    // Row counts of the footer are i64: a negative one shows as 0, not 2^64 - 1.
-    let count = |n: i64| u64::try_from(n).unwrap_or(0);
-    Ok(FileSummary {
-        file: redact(path),
-        table,
-        format_version: kv(META_FORMAT_VERSION),
-        task,
-        rows: count(meta.file_metadata().num_rows()),
-        row_groups: meta
-            .row_groups()
-            .iter()
-            .map(|g| count(g.num_rows()))
-            .collect(),
-        bytes: len,
-        columns,
-        labeled,
-        sources,
-    })
-}
-
-fn print_file(s: &FileSummary, out: &mut impl Write) -> std::io::Result<()> {
-    line(out, &format!("file      {} ({})", s.file, mib(s.bytes)))?;
-    line(
-        out,
-        &format!(
-            "table     {} (format version {})",
-            s.table
-                .as_deref()
-                .unwrap_or("unknown: no must.table metadata"),
-            s.format_version.as_deref().unwrap_or("?")
-        ),
-    )?;
-    if let Some(t) = &s.task {
-        line(
-            out,
-            &format!(
-                "task      {} ({}): {}",
-                t.name,
-                t.kind.name(),
-                describe_kind(t)
-            ),
-        )?;
-        let teacher = t
-            .teacher
-            .as_ref()
-            .map_or("(not recorded)".into(), |x| x.describe());
-        line(out, &format!("teacher   {teacher}"))?;
-    }
-    line(
-        out,
-        &format!(
-            "rows      {} in {} row group(s) {:?}",
-            s.rows,
-            s.row_groups.len(),
-            s.row_groups
-        ),
-    )?;
-    if let Some(l) = s.labeled {
-        line(
-            out,
-            &format!("labeled   {l}/{} rows ({:.1}%)", s.rows, pct(l, s.rows)),
-        )?;
-    }
-    if let Some(src) = &s.sources {
-        let v: Vec<String> = src.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        line(out, &format!("sources   {}", v.join(", ")))?;
-    }
-    line(out, "columns")?;
-    for (name, ty) in &s.columns {
-        line(out, &format!("  {name}: {ty}"))?;
-    }
-    Ok(())
-}
-
-/// The first line of a commit, for `must-ds log`: version, time, operation
-/// and writer, with control characters escaped (they come from the log).
-pub fn describe_commit(c: &Commit) -> String {
-    printable(&format!(
-        "version {}  {}  {}  ({})",
-        c.version, c.timestamp, c.operation, c.writer
-    ))
-}
-
-/// What `must-ds log` prints: one JSON object per commit (serde escapes
-/// every control character), or per commit a line ([`describe_commit`])
-/// and a line per action ([`describe_action`]).
-// Called by `must-ds log` in cli/mod.rs (until then, only by tests).
-pub(crate) fn print_log(
-    commits: &[Commit],
-    json: bool,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
-    for c in commits {
-        if json {
-            writeln!(out, "{}", serde_json::to_string(c)?)?;
-        } else {
-            writeln!(out, "{}", describe_commit(c))?;
-            for a in &c.actions {
-                writeln!(out, "    {}", describe_action(a))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One line describing an action, for `must-ds log`, with control
-/// characters escaped (names and paths come from the log).
-pub fn describe_action(a: &Action) -> String {
-    printable(&describe_action_raw(a))
-}
-
-fn describe_action_raw(a: &Action) -> String {
-    match a {
-        Action::Protocol(p) => format!(
-            "protocol: reader {} writer {} features {:?}",
-            p.reader_version, p.writer_version, p.features
-        ),
-        Action::Dataset(d) => format!("dataset: {:?}", d.name),
-        Action::Task(t) => format!("task {:?} ({})", t.name, t.kind.name()),
-        Action::AddImages(x) => format!(
-            "add_images shard {}: {} rows, {}, {}",
-            x.shard,
-            x.rows,
-            mib(x.bytes),
-            x.path
-        ),
-        Action::AddLabels(x) => format!(
-            "add_labels {:?} shard {}: {}/{} rows labeled, {}{}",
-            x.task,
-            x.shard,
-            x.labeled,
-            x.rows,
-            x.path,
-            if x.replace { " (replace)" } else { "" }
-        ),
-        Action::Remove(r) => format!("remove {}", r.path),
-    }
-}
-
-pub(crate) fn run(
-    target: &str,
-    version: Option<u64>,
-    json: bool,
-    rt: &tokio::runtime::Runtime,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
-    if target.ends_with(".parquet") && std::path::Path::new(target).is_file() {
-        let s = summarize_file(target)?;
-        if json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
-        } else {
-            print_file(&s, out)?;
-        }
-        return Ok(());
-    }
-    let ds = match version {
-        Some(v) => rt.block_on(Dataset::open_at(target, v))?,
-        None => rt.block_on(Dataset::open(target))?,
-    };
-    let s = summarize(ds.url(), ds.snapshot());
-    if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
-    } else {
-        print_summary(&s, out)?;
     }
     Ok(())
 }

@@ -191,7 +191,10 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
-    /// The kind's name as written in task definitions.
+    /// Every kind's name, as written in task definitions, in the enum's order.
+    pub const NAMES: [&'static str; 4] = ["classification", "detection", "segmentation", "depth"];
+
+    /// The kind's name as written in task definitions (one of [`Self::NAMES`]).
     pub fn name(&self) -> &'static str {
         match self {
             TaskKind::Classification { .. } => "classification",
@@ -406,6 +409,25 @@ mod tests {
             TaskDef::from_json(t),
             Err(Error::InvalidTask { .. })
         ));
+    }
+
+    #[test]
+    fn names_lists_every_kind_in_order() {
+        for name in TaskKind::NAMES {
+            let classes = match name {
+                "segmentation" => r#","num_classes":3,"dtype":"u8""#,
+                "depth" => r#","representation":"relative""#,
+                _ => r#","num_classes":3"#,
+            };
+            let json =
+                format!(r#"{{"name":"t","kind":"{name}"{classes},"teacher":{{"name":"m"}}}}"#);
+            let t = TaskDef::from_json(&json).unwrap();
+            assert_eq!(t.kind.name(), name);
+        }
+        let e = TaskDef::from_json(r#"{"name":"t","kind":"keypoints"}"#).unwrap_err();
+        for name in TaskKind::NAMES {
+            assert!(e.to_string().contains(name), "{e}");
+        }
     }
 
     #[test]

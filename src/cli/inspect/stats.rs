@@ -1,41 +1,13 @@
-//! `inspect --stats`, `validate` and `render` on the command line.
+//! `must-ds inspect --stats`: read the labels and report what an auditor
+//! looks for (class histograms, score, box, pixel and depth distributions,
+//! coverage).
 
 use std::io::Write;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
-
 use must_ds::audit::{self, DatasetStats, StatsOptions, Summary, TaskStats, UnitHistogram};
-use must_ds::redact::{printable, redact};
+use must_ds::redact::printable;
 use must_ds::store::Dataset;
-
-/// Parses `A..B` (inclusive), `A-B` or `K` into an inclusive shard range.
-pub(crate) fn parse_range(s: &str) -> anyhow::Result<(u64, u64)> {
-    let parse = |x: &str| {
-        x.trim()
-            .parse::<u64>()
-            .with_context(|| format!("--shards {s:?}: use K, A..B or A-B"))
-    };
-    let (a, b) = match s.split_once("..").or_else(|| s.split_once('-')) {
-        Some((a, b)) => (parse(a)?, parse(b.trim_start_matches('='))?),
-        None => (parse(s)?, parse(s)?),
-    };
-    if a > b {
-        bail!("--shards {s:?}: the range is empty");
-    }
-    Ok((a, b))
-}
-
-pub(crate) fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{bar:40}} {{pos}}/{{len}} {what} [{{elapsed_precise}}, eta {{eta}}]"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
-}
 
 fn s(x: &Option<Summary>) -> String {
     match x {
@@ -61,7 +33,7 @@ fn hist(h: &UnitHistogram) -> String {
     format!("0 |{}| 1  {:?}", h.sparkline(), h.bins)
 }
 
-pub(crate) fn print_stats(st: &DatasetStats, out: &mut impl Write) -> std::io::Result<()> {
+pub(super) fn print_stats(st: &DatasetStats, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "statistics of {}: {} of {} rows{}",
@@ -187,14 +159,14 @@ pub(crate) fn print_stats(st: &DatasetStats, out: &mut impl Write) -> std::io::R
     Ok(())
 }
 
-pub(crate) fn stats(
+pub(super) fn stats(
     ds: &Dataset,
     opts: StatsOptions,
     json: bool,
     rt: &tokio::runtime::Runtime,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let b = bar(0, "row groups");
+    let b = crate::cli::bar(0, "row groups");
     let bb = b.clone();
     let progress: audit::StatsProgress = Arc::new(move |done, todo| {
         bb.set_length(todo);
@@ -208,61 +180,4 @@ pub(crate) fn stats(
         print_stats(&st, out)?;
     }
     Ok(())
-}
-
-/// Returns whether the dataset is valid.
-pub(crate) fn validate(
-    root: &str,
-    json: bool,
-    decode: bool,
-    parallel: usize,
-    rt: &tokio::runtime::Runtime,
-    out: &mut impl Write,
-) -> anyhow::Result<bool> {
-    let (url, report) = if root.ends_with(".parquet") && std::path::Path::new(root).is_file() {
-        let bytes =
-            std::fs::read(root).with_context(|| format!("reading {}", printable(&redact(root))))?;
-        (
-            root.to_owned(),
-            audit::validate_label_file(bytes.into(), root),
-        )
-    } else {
-        let ds = rt.block_on(Dataset::open(root))?;
-        let b = bar(ds.snapshot().images.len() as u64, "image shards");
-        let bb = b.clone();
-        let progress: Arc<dyn Fn(u64, u64) + Send + Sync> =
-            Arc::new(move |done, _| bb.set_position(done));
-        let report = rt.block_on(audit::validate(&ds, parallel, decode, Some(progress)))?;
-        b.finish_and_clear();
-        (ds.url().to_owned(), report)
-    };
-    if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-    } else {
-        // Problems quote file names, ids and values read from the data.
-        for p in &report.problems {
-            writeln!(out, "{}", printable(&p.to_string()))?;
-        }
-        let url = printable(&redact(&url));
-        let verdict = if report.problems.is_empty() {
-            "no problems".to_string()
-        } else {
-            format!("{} problem(s)", report.problems.len())
-        };
-        if url.ends_with(".parquet") {
-            writeln!(out, "{url}: {} label rows (values and columns; alignment and checksums need the dataset): {verdict}", report.label_rows)?;
-        } else {
-            writeln!(
-                out,
-                "{url}: version {}, {} files ({:.1} MiB checksummed), {} image rows ({} images decoded), {} label rows: {verdict}",
-                report.version,
-                report.files,
-                report.bytes as f64 / 1048576.0,
-                report.rows,
-                report.images_decoded,
-                report.label_rows,
-            )?;
-        }
-    }
-    Ok(report.problems.is_empty())
 }
