@@ -419,7 +419,15 @@ pub fn postprocess(
             finite(&d, "depth")?;
             Ok(Label::Depth(DepthMap::from_f32(h as u32, w as u32, &d)))
         }
-        (kind, _) => Err(format!(
+        // Output of the other shape (every kind listed, so that a new one
+        // must be handled above).
+        (
+            kind @ (TaskKind::Classification { .. }
+            | TaskKind::Detection { .. }
+            | TaskKind::Segmentation { .. }
+            | TaskKind::Depth { .. }),
+            _,
+        ) => Err(format!(
             "a {} task needs {} output",
             kind.name(),
             if matches!(kind, TaskKind::Detection { .. }) {

@@ -472,13 +472,23 @@ fn run_model(
         (TaskKind::Detection { .. }, _) => {
             Err("a detection model must return (boxes, scores, classes)".into())
         }
-        (_, IValue::Tensor(t)) => {
+        (
+            TaskKind::Classification { .. }
+            | TaskKind::Segmentation { .. }
+            | TaskKind::Depth { .. },
+            IValue::Tensor(t),
+        ) => {
             let (v, shape) = per_image(&t, "the output")?;
             Ok(split(v, &shape)
                 .into_iter()
                 .map(|v| Output::One(v, shape.clone()))
                 .collect())
         }
-        (_, _) => Err("the model must return one tensor for this task kind".into()),
+        (
+            TaskKind::Classification { .. }
+            | TaskKind::Segmentation { .. }
+            | TaskKind::Depth { .. },
+            _,
+        ) => Err("the model must return one tensor for this task kind".into()),
     }
 }
