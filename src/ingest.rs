@@ -350,12 +350,8 @@ pub fn ingest(
         handles
             .into_iter()
             .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::Conflict {
-                        version: 0,
-                        reason: "an ingest worker panicked".into(),
-                    })
-                })
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Internal("an ingest worker panicked".into())))
             })
             .collect()
     });

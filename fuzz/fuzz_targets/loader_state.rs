@@ -2,7 +2,8 @@
 //! its checkpoint) from arbitrary bytes: what parses must serialize back to
 //! the same state, and resuming from it must plan the epoch or refuse, for
 //! every rank of a few world sizes, without panicking. The plan is built by
-//! `loader::plan::rank_plan`, the dataset-free core of
+//! `loader::fuzzing::rank_plan` (the private plan's core, opened by the
+//! `fuzzing` feature), the dataset-free core of
 //! `LoaderBuilder::resume(..).build()`, over a fixed set of row groups.
 #![no_main]
 
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use must_ds::loader::plan::{rank_plan, Mixing, PlanOptions, Unit};
+use must_ds::loader::fuzzing::{rank_plan, Mixing, PlanOptions, Unit};
 use must_ds::loader::LoaderState;
 
 /// Batch size of the resumed loader.

@@ -363,7 +363,10 @@ impl TaskDef {
             } => {
                 return Err(bad("metric depth needs a unit".into()));
             }
-            _ => {}
+            // Checked above (classes, names, encoding) or nothing more to check.
+            TaskKind::Classification { .. }
+            | TaskKind::Detection { .. }
+            | TaskKind::Depth { .. } => {}
         }
         Ok(())
     }

@@ -213,7 +213,7 @@ impl LoaderBuilder {
         self
     }
 
-    /// Mixes sources by weight (see [`plan`] for the rule).
+    /// Mixes sources by weight (see [the plan](super#the-plan) for the rule).
     pub fn weights<S: Into<String>>(mut self, w: impl IntoIterator<Item = (S, f64)>) -> Self {
         self.o.weights = Some(w.into_iter().map(|(s, w)| (s.into(), w)).collect());
         self

@@ -12,7 +12,7 @@ use crossbeam_channel as cb;
 use super::corrupt::{CorruptPolicy, CorruptReport};
 use super::group::{Fetched, Open, OpenGroup};
 use super::plan::Sampler;
-use super::worker::Shared;
+use super::shared::Shared;
 
 /// A slot of a batch job.
 pub(super) enum Slot {

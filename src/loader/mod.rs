@@ -14,7 +14,7 @@
 //!   the prefetch settings or the store; each sample's augmentation is drawn
 //!   from (seed, epoch, shard, row), not from scheduling.
 //! * **Equal steps.** Every rank yields the same number of batches (see
-//!   [`plan`] for the rule, by [`Balance`]).
+//!   [the plan](#the-plan) for the rule, by [`Balance`]).
 //! * **Resumption.** [`Loader::state`] after any batch is the same small value
 //!   on every rank; a loader built with [`LoaderBuilder::resume`] yields
 //!   exactly the batches an uninterrupted run would have yielded next, and
@@ -22,6 +22,35 @@
 //!   Resumed with another world size, the new ranks share the samples that
 //!   no rank had yielded: none repeated, none lost (only padding or the
 //!   `Drop` remainder can differ from the uninterrupted run).
+//!
+//! # The plan
+//!
+//! Which samples each rank loads, in which order, from (seed, epoch, rank,
+//! world size) alone; no data is read, so resuming replays it in
+//! milliseconds.
+//!
+//! 1. **Units** are the (image shard, row group) pairs of the version.
+//! 2. **Global order.** Units are grouped by source. Without weights every
+//!    unit is taken once. With weights, source `s` gets a quota of
+//!    `round(w_s / Σw × epoch_size)` samples (`epoch_size` defaults to the
+//!    rows of the weighted sources): it runs through its units in a fresh
+//!    shuffled order per pass, as many passes as the quota needs, the last
+//!    one cut to a random subset of rows of its last unit. The sources'
+//!    slices are then merged by their position within their own stream
+//!    (`(samples before + half the slice) / quota`), so that every stretch of
+//!    the global order holds the sources in proportion to their weights.
+//! 3. **Ranks.** Slices, in global order, go each to the rank holding the
+//!    fewest samples so far (the lowest rank on ties): ranks read disjoint
+//!    row groups and differ by at most one row group in samples. Every rank
+//!    then yields the same number of batches: `floor(min / B)` when
+//!    dropping, `ceil(max / B)` when padding (padding slots are empty).
+//! 4. **Shuffle buffer.** A rank keeps up to K slices open and draws each
+//!    sample uniformly from all rows still open; a slice closes when its last
+//!    row is drawn and the next one opens.
+//! 5. **Segments.** Resuming with another world size ends the current
+//!    segment: the rows no rank drew (open and unopened slices of every rank,
+//!    merged rank by rank) become the next segment's global order, split
+//!    between the new ranks as in 3. Nothing is repeated or lost.
 //!
 //! # Example
 //!
@@ -83,6 +112,14 @@ mod fetch;
 mod group;
 mod metrics;
 mod plan;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+/// The plan's dataset-free core, for the fuzz targets (feature `fuzzing`):
+/// not part of the API.
+pub mod fuzzing {
+    pub use super::plan::{rank_plan, Mixing, PlanOptions, Unit};
+}
+mod shared;
 mod worker;
 
 pub use augment::Crop;
@@ -98,7 +135,8 @@ pub use plan::{Rng, Segment};
 use config::Config;
 use coordinator::Job;
 use plan::{RankPlan, Unit};
-use worker::{build_batch, Shared, WorkerState};
+use shared::Shared;
+use worker::{build_batch, WorkerState};
 
 /// Streams one epoch of batches for one rank: an iterator of `Result<Batch>`.
 pub struct Loader {

@@ -5,48 +5,24 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow_array::cast::AsArray;
 use arrow_array::Array;
-use crossbeam_channel as cb;
 
 use super::augment::{self, Crop};
 use super::batch::{Batch, Images};
 use super::collate::{BoxOut, Collator};
-use super::config::{Config, ImageOutput};
+use super::config::ImageOutput;
 use super::coordinator::{Job, Slot};
 use super::corrupt::{CorruptPolicy, CorruptReport};
 use super::fetch;
 use super::group::OpenGroup;
 use super::metrics::Metrics;
 use super::plan::Rng;
+use super::shared::Shared;
 use crate::codec::{to_planar, Resizer, Rgb};
 use crate::error::Result;
-use crate::format::TaskDef;
-
-/// What the workers share: the checked options, the tasks' definitions,
-/// the counters, the skip report and recycled batches.
-pub(super) struct Shared {
-    pub(super) cfg: Arc<Config>,
-    pub(super) tasks: Vec<TaskDef>,
-    /// Indices (in `tasks`) of the required tasks.
-    pub(super) required: Vec<usize>,
-    pub(super) metrics: Arc<Metrics>,
-    pub(super) skipped: Arc<Mutex<Vec<CorruptReport>>>,
-    pub(super) spare: cb::Receiver<Batch>,
-}
-
-impl Shared {
-    /// Records a sample or row group left out under `Skip`.
-    pub(super) fn skip(&self, rep: CorruptReport) {
-        self.skipped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(rep);
-    }
-}
 
 /// A worker's buffers, reused from sample to sample.
 #[derive(Default)]

@@ -109,10 +109,12 @@ fn label_file_regressions() {
 #[test]
 fn loader_state_regressions_parse_and_round_trip() {
     for (path, bytes) in inputs("loader_state") {
-        if let Ok(s) = serde_json::from_slice::<must_ds::loader::LoaderState>(&bytes) {
-            let json = serde_json::to_vec(&s).unwrap();
-            let back: must_ds::loader::LoaderState = serde_json::from_slice(&json).unwrap();
-            assert_eq!(back, s, "{}", path.display());
-        }
+        // Each regression is a state that parses (the bug was in resuming
+        // from it): one that no longer parses would test nothing.
+        let s = serde_json::from_slice::<must_ds::loader::LoaderState>(&bytes)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let json = serde_json::to_vec(&s).unwrap();
+        let back: must_ds::loader::LoaderState = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, s, "{}", path.display());
     }
 }

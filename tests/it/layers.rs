@@ -142,3 +142,55 @@ fn no_source_file_is_over_600_lines() {
         long.join("\n")
     );
 }
+
+/// The loader's data stages in flow order: a stage's file names (through
+/// `super::`) only stages before it. `mod.rs`, `builder.rs` and
+/// `epochs.rs` assemble the stages and may use them all.
+const LOADER_STAGES: &[&str] = &[
+    "plan",
+    "batch",
+    "corrupt",
+    "metrics",
+    "augment",
+    "config",
+    "fetch",
+    "group",
+    "shared",
+    "coordinator",
+    "collate",
+    "worker",
+];
+
+#[test]
+fn no_loader_stage_uses_a_later_one() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/loader");
+    let rank = |m: &str| LOADER_STAGES.iter().position(|s| *s == m);
+    let mut wrong = vec![];
+    for stage in LOADER_STAGES {
+        let file = ["rs", "mod.rs"]
+            .iter()
+            .map(|x| match *x {
+                "rs" => dir.join(format!("{stage}.rs")),
+                _ => dir.join(stage).join("mod.rs"),
+            })
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("no file for the loader stage {stage}"));
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for (i, _) in code.match_indices("super::") {
+                let name: String = code[i + "super::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if let (Some(used), Some(own)) = (rank(&name), rank(stage)) {
+                    if used > own {
+                        wrong.push(format!("{}:{}: {stage} uses {name}", file.display(), n + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

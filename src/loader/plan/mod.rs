@@ -2,28 +2,8 @@
 //! (seed, epoch, rank, world size) alone. Pure index work: no data is read,
 //! so that resuming replays it in milliseconds and decodes nothing.
 //!
-//! 1. **Units** are the (image shard, row group) pairs of the version.
-//! 2. **Global order.** Units are grouped by source. Without weights every
-//!    unit is taken once. With weights, source `s` gets a quota of
-//!    `round(w_s / Σw × epoch_size)` samples (`epoch_size` defaults to the
-//!    rows of the weighted sources): it runs through its units in a fresh
-//!    shuffled order per pass, as many passes as the quota needs, the last
-//!    one cut to a random subset of rows of its last unit. The sources'
-//!    slices are then merged by their position within their own stream
-//!    (`(samples before + half the slice) / quota`), so that every stretch of
-//!    the global order holds the sources in proportion to their weights.
-//! 3. **Ranks.** Slices, in global order, go each to the rank holding the
-//!    fewest samples so far (the lowest rank on ties): ranks read disjoint
-//!    row groups and differ by at most one row group in samples. Every rank
-//!    then yields the same number of batches: `floor(min / B)` when
-//!    dropping, `ceil(max / B)` when padding (padding slots are empty).
-//! 4. **Shuffle buffer.** A rank keeps up to K slices open and draws each
-//!    sample uniformly from all rows still open; a slice closes when its last
-//!    row is drawn and the next one opens.
-//! 5. **Segments.** Resuming with another world size ends the current
-//!    segment: the rows no rank drew (open and unopened slices of every rank,
-//!    merged rank by rank) become the next segment's global order, split
-//!    between the new ranks as in 3. Nothing is repeated or lost.
+//! The rules, steps 1 to 5, are in the loader's docs ("The plan"):
+//! `src/loader/mod.rs`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
