@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 
-use must_ds::loader::{ImageOutput, LabelOptions, LoaderBuilder, MetricsSnapshot, MissingMass};
+use must_ds::loader::{ImageOutput, LabelOptions, LoaderBuilder, MetricsSnapshot};
 use must_ds::Dataset;
 
 /// What to measure.
@@ -228,11 +228,8 @@ fn s_per(rows: u64, secs: f64) -> f64 {
 
 fn label_options(a: &BenchArgs) -> LabelOptions {
     LabelOptions {
-        min_score: 0.0,
         min_confidence: a.min_confidence,
-        missing_mass: MissingMass::Spread,
-        max_boxes: None,
-        min_box_size: 1.0,
+        ..LabelOptions::default()
     }
 }
 

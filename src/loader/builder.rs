@@ -265,12 +265,7 @@ impl LoaderBuilder {
                 .enable_all()
                 .build()
                 .map_err(|e| Error::io("tokio runtime", e))?;
-            let ds = rt.block_on(async {
-                match v {
-                    Some(v) => Dataset::open_at(u, *v).await,
-                    None => Dataset::open(u).await,
-                }
-            })?;
+            let ds = rt.block_on(open_url(u, *v))?;
             self.source = Source::Dataset(Box::new(ds));
         }
         // One prefetch budget for all epochs: the next epoch's first fetches
@@ -323,12 +318,7 @@ impl LoaderBuilder {
             .map_err(|e| Error::io("tokio runtime", e))?;
         let ds = match &self.source {
             Source::Dataset(d) => (**d).clone(),
-            Source::Url(u, v) => rt.block_on(async {
-                match v {
-                    Some(v) => Dataset::open_at(u, *v).await,
-                    None => Dataset::open(u).await,
-                }
-            })?,
+            Source::Url(u, v) => rt.block_on(open_url(u, *v))?,
         };
         let snap = ds.snapshot();
         let mut tasks: Vec<TaskDef> = Vec::new();
@@ -447,5 +437,13 @@ impl LoaderBuilder {
             rp,
             state,
         ))
+    }
+}
+
+/// The dataset at `url`, at `version` or the latest.
+async fn open_url(url: &str, version: Option<u64>) -> Result<Dataset> {
+    match version {
+        Some(v) => Dataset::open_at(url, v).await,
+        None => Dataset::open(url).await,
     }
 }

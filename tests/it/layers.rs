@@ -25,18 +25,11 @@ const ROOT_ITEMS: &[(&str, &str)] = &[
 const MAX_LINES: usize = 600;
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries =
-        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry
-            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-            .path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|x| x == "rs") {
-            out.push(path);
-        }
-    }
+    out.extend(
+        crate::util::walk(dir)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "rs")),
+    );
 }
 
 /// The top-level module a file of `src/` belongs to (`None`: the crate
